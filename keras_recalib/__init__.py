@@ -1,0 +1,35 @@
+"""keras_recalib: CNN recalibration modules as Keras 3 layers (TensorFlow backend, NHWC).
+
+Importing the package registers every layer with Keras' serialisation, so `.keras` files that
+contain them load without `custom_objects`.
+"""
+
+import os as _os
+import sys as _sys
+
+
+def _refuse_backend(name):
+    raise ImportError(
+        "keras_recalib needs the TensorFlow backend of Keras 3, but the active backend is "
+        f"{name!r}. Set the environment variable KERAS_BACKEND=tensorflow before Python imports "
+        'keras (or set "backend": "tensorflow" in ~/.keras/keras.json).'
+    )
+
+
+# Checked before importing keras: another backend's import may fail on its own dependencies
+# and hide this message.
+if "keras" not in _sys.modules and _os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    _refuse_backend(_os.environ["KERAS_BACKEND"])
+
+import keras as _keras  # noqa: E402
+
+if _keras.backend.backend() != "tensorflow":
+    _refuse_backend(_keras.backend.backend())
+
+from keras_recalib import layers  # noqa: E402
+from keras_recalib._factory import available, get  # noqa: E402
+from keras_recalib.layers import *  # noqa: E402,F403
+
+__version__ = "0.1.0"
+
+__all__ = ["layers", "get", "available", "__version__", *layers.__all__]

@@ -1,0 +1,56 @@
+"""Helpers of the contract harness, written on the public keras / tf API only."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def random_inputs(shape, seed=0, scale=1.0, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    # A per-channel offset and scale so statistics differ between channels.
+    offset = rng.normal(size=shape[-1])
+    spread = rng.uniform(0.5, 2.0, size=shape[-1])
+    x = rng.normal(size=shape) * spread + offset
+    return (x * scale).astype(dtype)
+
+
+def randomize_weights(layer, seed=0):
+    """Gives every variable of `layer` random, well-conditioned values.
+
+    Zero-initialised weights (SRM's official init) would make most checks trivial; moving
+    variances and BN scales stay positive.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in layer.weights:
+        name = variable.path.split("/")[-1]
+        shape = tuple(variable.shape)
+        if "variance" in name or "gamma" in name:
+            value = rng.uniform(0.5, 1.5, size=shape)
+        else:
+            value = rng.normal(scale=0.5, size=shape)
+        variable.assign(value.astype(variable.dtype))
+
+
+def tflite_run(tflite_model, x):
+    """Runs a TFLite flatbuffer in the LiteRT interpreter on one input array."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite_model)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], list(x.shape), strict=False)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def convert_builtins_only(saved_model_dir):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def tflite_op_names(tflite_model):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite_model)
+    return {op["op_name"] for op in interpreter._get_ops_details()}
