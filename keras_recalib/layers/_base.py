@@ -67,3 +67,12 @@ class RecalibrationLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+
+def reduced_width(channels, reduction, min_channels=1):
+    """Bottleneck width of the excitation MLPs: channels // reduction, at least `min_channels`.
+
+    Shared by SE, CBAM, Gather-Excite and Coordinate Attention so their widths agree with the
+    official code (`channel // reduction`; Coordinate Attention uses min_channels=8).
+    """
+    return max(int(min_channels), int(channels) // int(reduction))
