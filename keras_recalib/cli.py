@@ -35,12 +35,20 @@ def _load_commands():
         importlib.import_module(module)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the CLI."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     _load_commands()
-    parser = argparse.ArgumentParser(
-        prog="keras-recalib", description="CNN recalibration modules for Keras 3."
+    parser = _Parser(prog="keras-recalib", description="CNN recalibration modules for Keras 3.")
+    parser.add_argument(
+        "--debug", action="store_true", help="show Python tracebacks of unexpected errors"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     return parser
@@ -61,6 +69,16 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("keras-recalib: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # unexpected: still one line unless --debug
+        if args.debug:
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"keras-recalib {args.command}: error: {type(error).__name__}: {first} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
