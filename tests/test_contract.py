@@ -152,6 +152,29 @@ def test_tflite_builtin_ops_match_keras(case, exported):
         np.testing.assert_allclose(tflite_run(tflite_model, x), model(x), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
+@cases
+def test_int8_quantization_keeps_outputs(case, tmp_path):
+    from keras_recalib import export
+
+    _, height, width, channels = case.input_shape
+    inputs = keras.Input((height, width, 3))
+    hidden = keras.layers.Conv2D(channels, 3, padding="same", name="stem")(inputs)
+    layer = make_layer(case)
+    outputs = keras.layers.Conv2D(channels, 1, name="head")(layer(hidden))
+    model = keras.Model(inputs, outputs)
+    randomize_weights(layer)
+    rng = np.random.default_rng(7)
+    data = random_inputs((96, height, width, 3), seed=7) * rng.uniform(0.5, 2.0, (96, 1, 1, 1))
+    data = data.astype("float32")
+    path = export.convert_tflite(
+        model, tmp_path / "m.tflite", quantization="int8", representative_data=data[:64]
+    )
+    report = export.verify_tflite(model, path, data[64:])
+    assert report.fully_int8, f"float ops inside the int8 model: {report.float_ops}"
+    assert report.cosine_similarity >= 0.99, report
+
+
 # --- training ----------------------------------------------------------------------------------
 
 

@@ -33,8 +33,10 @@ def bessel_factor(count, dtype):
 def safe_sqrt(value):
     """sqrt(value) for value >= 0 whose gradient at 0 is 0 instead of inf (then NaN)."""
     positive = value > 0
-    root = tf.sqrt(tf.where(positive, value, tf.ones_like(value)))
-    return tf.where(positive, root, tf.zeros_like(value))
+    # Scalar branches broadcast: `zeros_like` would stay a float op in int8 TFLite graphs.
+    one = tf.constant(1.0, value.dtype)
+    root = tf.sqrt(tf.where(positive, value, one))
+    return tf.where(positive, root, tf.constant(0.0, value.dtype))
 
 
 def style_pool(x, epsilon, unbiased, dtype):
