@@ -21,6 +21,8 @@ COMMANDS = {}
 # Modules that define sub-commands; imported lazily so a typo in argv fails fast.
 COMMAND_MODULES = [
     "keras_recalib.export_cli",
+    "keras_recalib.models.cli",
+    "keras_recalib.demo",
 ]
 
 

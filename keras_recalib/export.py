@@ -24,6 +24,7 @@ __all__ = [
     "VerificationReport",
     "convert_tflite",
     "export_saved_model",
+    "run_tflite",
     "verify_tflite",
 ]
 
@@ -331,6 +332,15 @@ def _run(interpreter, x):
         scale, zero = out["quantization"]
         y = (y.astype(np.float32) - zero) * scale
     return y
+
+
+def run_tflite(tflite_path, inputs):
+    """Runs a `.tflite` file on a batch `inputs` in the LiteRT interpreter.
+
+    Integer-input files get the inputs quantized with the file's own scale and zero point;
+    integer outputs come back dequantized, so the result is always float32.
+    """
+    return _run(_interpreter(tflite_path), np.asarray(inputs, np.float32)).astype(np.float32)
 
 
 @dataclasses.dataclass

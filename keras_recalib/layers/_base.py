@@ -13,7 +13,12 @@ class RecalibrationLayer(keras.layers.Layer):
     - Integer inputs (e.g. `uint8` images) are cast to the layer's compute dtype.
     - Statistics run in float32 when the compute dtype is float16/bfloat16 (see
       `_stats_dtype`), in the compute dtype otherwise (float32 or float64).
+
+    `is_gate` says whether the output is the input times gates in [0, 1] (True for every
+    module except the self-calibrated convolution); `keras_recalib.inspect` relies on it.
     """
+
+    is_gate = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

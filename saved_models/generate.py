@@ -1,0 +1,148 @@
+"""Regenerates the golden artifacts in saved_models/ (the backward-compatibility promise).
+
+    python saved_models/generate.py            # every artifact
+    python saved_models/generate.py srm se     # only these
+
+For each entry: a tiny model around one layer (or a small SRM ResNet) with fixed, seeded
+weights, saved as `model.keras`, `saved_model/`, `float32.tflite` and `int8.tflite`, plus
+`data.npz` with inputs and the outputs this release computes. `tests/test_golden.py` loads every
+committed artifact with the current code and must reproduce those outputs. Regenerate only on a
+deliberate format change, and say so in the commit.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+import zlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_recalib as kr  # noqa: E402
+from keras_recalib import export  # noqa: E402
+
+HERE = pathlib.Path(__file__).resolve().parent
+CHANNELS = 8
+SPATIAL = 12
+
+# Short name -> constructor arguments for an 8-channel map (widths kept >= 1).
+LAYERS = {
+    "srm": {},
+    "se": {"reduction": 4},
+    "eca": {},
+    "cbam": {"reduction": 4},
+    "ge": {},
+    "simam": {},
+    "sge": {"groups": 4},
+    "scconv": {},
+    "ca": {},
+    "triplet": {},
+}
+
+
+def fix_weights(model, seed):
+    """Deterministic, well-conditioned weights (positive variances and BN scales)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        name = variable.path.split("/")[-1]
+        shape = tuple(variable.shape)
+        if "variance" in name or "gamma" in name:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(scale=0.3, size=shape)
+        variable.assign(value.astype(variable.dtype))
+
+
+def layer_model(name, kwargs):
+    inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
+    x = keras.layers.Conv2D(CHANNELS, 3, padding="same", name="stem")(inputs)
+    x = kr.get(name, **kwargs)(x)
+    outputs = keras.layers.Conv2D(4, 1, name="head")(x)
+    return keras.Model(inputs, outputs, name=f"golden_{name}")
+
+
+def resnet_model():
+    from keras_recalib import models
+
+    return models.cifar_resnet(
+        20, recalibration="srm", num_classes=10, input_shape=(SPATIAL, SPATIAL, 3)
+    )
+
+
+def entries():
+    found = {
+        f"layer_{name}": (lambda n=name, k=kwargs: layer_model(n, k))
+        for name, kwargs in LAYERS.items()
+    }
+    found = {k: v for k, v in found.items() if k.split("_", 1)[1] in kr.available()}
+    try:
+        from keras_recalib import models  # noqa: F401
+
+        found["srm_cifar_resnet20"] = resnet_model
+    except ImportError:
+        pass
+    return found
+
+
+def images(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, SPATIAL, SPATIAL, 3)) * rng.uniform(0.5, 2.0, (n, 1, 1, 3))
+    return (x + rng.normal(scale=0.5, size=(n, 1, 1, 3))).astype("float32")
+
+
+def generate(name, build, seed):
+    target = HERE / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir()
+    keras.utils.set_random_seed(seed)
+    model = build()
+    fix_weights(model, seed)
+    calibration, x = images(64, seed), images(8, seed + 1)
+    model.save(target / "model.keras")
+    export.export_saved_model(model, target / "saved_model")
+    export.convert_tflite(model, target / "float32.tflite")
+    export.convert_tflite(
+        model, target / "int8.tflite", quantization="int8", representative_data=calibration
+    )
+    expected = np.asarray(model(x, training=False))
+    int8 = export.run_tflite(target / "int8.tflite", x)
+    np.savez_compressed(target / "data.npz", x=x, keras=expected, int8=int8)
+    report = export.verify_tflite(model, target / "int8.tflite", x)
+    return {
+        "model": model.name,
+        "seed": seed,
+        "int8_cosine": round(report.cosine_similarity, 6),
+        "int8_fully_quantized": report.fully_int8,
+    }
+
+
+def main(argv):
+    available = entries()
+    names = argv or sorted(available)
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        raise SystemExit(f"unknown artifacts {unknown}; known: {sorted(available)}")
+    manifest_path = HERE / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.setdefault("artifacts", {})
+    for name in names:
+        print(f"generating {name}", flush=True)
+        # A seed from the name alone: adding an artifact never changes another one's weights.
+        seed = zlib.crc32(name.encode()) % 10_000
+        manifest["artifacts"][name] = generate(name, available[name], seed=seed)
+    manifest["generated_with"] = {
+        "keras_recalib": kr.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
