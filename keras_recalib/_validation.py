@@ -71,3 +71,12 @@ def get_regularizer(name, value):
         return keras.regularizers.get(value)
     except (ValueError, TypeError):
         _fail(name, "None, a Keras regularizer, its name or its config", value)
+
+
+def fresh_initializer(initializer):
+    """An independent copy of `initializer`, for each variable or sublayer that shares it.
+
+    One unseeded Keras initializer instance passed to two sublayers gives both the same draw;
+    a copy rebuilt from its config draws anew (a seeded one stays reproducible).
+    """
+    return type(initializer).from_config(initializer.get_config())

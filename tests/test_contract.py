@@ -235,8 +235,11 @@ def test_training_flag_controls_statistics(case):
 @pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
 def test_degenerate_inputs_stay_finite(case, training):
     b, h, w, c = case.input_shape
-    layer = built_layer(case)
     for shape in [(1, h, w, c), (b, 1, 1, c), (1, 1, 1, c)]:
+        # Built per shape: a layer with a static spatial size is built for the map it sees.
+        layer = make_layer(case)
+        layer.build(shape)
+        randomize_weights(layer)
         for x in (random_inputs(shape), np.full(shape, 3.0, "float32"), np.zeros(shape, "float32")):
             y = layer(x, training=training)
             assert np.all(np.isfinite(y)), f"non-finite output for shape {shape}"

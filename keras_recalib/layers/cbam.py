@@ -1,0 +1,243 @@
+"""CBAM: Convolutional Block Attention Module.
+
+Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018
+(https://arxiv.org/abs/1807.06521). Semantics and parameter names follow the official code,
+Jongchan/attention-module (`MODELS/cbam.py`, `CBAM`), and its initialisation
+(`MODELS/model_resnet.py`).
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_recalib import _validation as v
+from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._stats import safe_sqrt
+from keras_recalib.layers.squeeze_excite import ExcitationMLP
+
+POOL_TYPES = ("avg", "max", "lp", "lse")
+
+
+def _check_pool_types(value):
+    valid = (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(p, str) and p.lower() in POOL_TYPES for p in value)
+        and len({p.lower() for p in value}) == len(value)
+    )
+    if not valid:
+        raise ValueError(
+            "Argument `pool_types` must be a non-empty list of distinct names among "
+            + ", ".join(repr(p) for p in POOL_TYPES)
+            + f". Received: pool_types={value!r}"
+        )
+    return tuple(p.lower() for p in value)
+
+
+@keras.saving.register_keras_serializable(package="keras_recalib")
+class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
+    """Convolutional Block Attention Module (CBAM): a channel gate, then a spatial gate.
+
+    Channel gate: each channel is pooled over height and width (average and max by default);
+    one shared MLP (fully connected to `channels // reduction` units with bias, ReLU, fully
+    connected back to `channels` with bias) maps each pooled vector, the results are summed and
+    squashed with a sigmoid; the input is multiplied by that per-channel gate. Spatial gate: at
+    each position of that result the channel max and the channel mean are stacked (max first),
+    convolved with one `k x k` filter (no bias, zero padding `(k - 1) // 2`), batch-normalised
+    and squashed with a sigmoid; the output is the channel-gated map times that per-position
+    gate.
+
+    With `training=False` (or a frozen layer) the spatial BatchNorm is folded into the filter.
+
+    Where the paper, the official code and copies differ (this layer follows the code):
+
+    - The paper stacks [average; max] for the spatial gate and has no normalisation there; the
+      official code stacks [max; mean] and adds a BatchNorm (affine, PyTorch momentum 0.01, so
+      Keras momentum 0.99). The order fixes the layout of the convolution's two input channels.
+      timm's `CbamModule` stacks [mean; max].
+    - The official ResNet initialisation sets that BatchNorm's scale to zero, so the spatial
+      gate starts at 0.5 (`spatial_gamma_initializer="zeros"`, the default), and every bias to
+      zero (the Keras defaults here).
+    - The official `pool_types` also offer `"lp"` (the L2 norm over the map) and `"lse"`
+      (log-sum-exp over the map); `use_spatial=False` is the official `no_spatial=True`.
+    - Width: the official code leaves `channels // reduction` at 0 when `channels <
+      reduction`; here it is at least 1. `bottleneck_channels` sets any other width.
+
+    Args:
+        reduction: int, ratio of the input channels to the MLP's hidden width. Defaults to
+            `16`.
+        bottleneck_channels: optional int, the hidden width; overrides `reduction`. Defaults to
+            `None`.
+        spatial_kernel_size: odd int, size of the spatial gate's square filter. Defaults to `7`.
+        pool_types: list of the channel gate's poolings, among `"avg"`, `"max"`, `"lp"`,
+            `"lse"`. Defaults to `("avg", "max")`.
+        use_spatial: bool, apply the spatial gate after the channel gate. Defaults to `True`.
+        synchronized: bool, synchronise the spatial BatchNorm's batch statistics across
+            replicas under `tf.distribute`. Defaults to `False`.
+        momentum: float, moving-average momentum of the spatial BatchNorm in Keras' convention.
+            Defaults to `0.99` (the official PyTorch momentum 0.01).
+        norm_epsilon: float, epsilon of the spatial BatchNorm. Defaults to `1e-5`.
+        spatial_gamma_initializer: initializer of the spatial BatchNorm's scale. Defaults to
+            `"zeros"`.
+        kernel_initializer: initializer of the MLP's weight matrices and of the spatial filter.
+            Defaults to `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of those weights. Defaults to `None`.
+
+    Input shape:
+        `(batch, height, width, channels)`. Integer inputs are cast to the compute dtype.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = keras_recalib.ConvBlockAttention(reduction=16)(x)
+
+    Reference:
+        https://arxiv.org/abs/1807.06521
+    """
+
+    def __init__(
+        self,
+        reduction=16,
+        bottleneck_channels=None,
+        spatial_kernel_size=7,
+        pool_types=("avg", "max"),
+        use_spatial=True,
+        synchronized=False,
+        momentum=0.99,
+        norm_epsilon=1e-5,
+        spatial_gamma_initializer="zeros",
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.reduction = v.check_int("reduction", reduction, minimum=1)
+        self.bottleneck_channels = v.check_int(
+            "bottleneck_channels", bottleneck_channels, minimum=1, allow_none=True
+        )
+        self.spatial_kernel_size = v.check_int(
+            "spatial_kernel_size", spatial_kernel_size, minimum=1, odd=True
+        )
+        self.pool_types = _check_pool_types(pool_types)
+        self.use_spatial = v.check_bool("use_spatial", use_spatial)
+        self.synchronized = v.check_bool("synchronized", synchronized)
+        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+        self.norm_epsilon = v.check_float(
+            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
+        )
+        self.spatial_gamma_initializer = v.get_initializer(
+            "spatial_gamma_initializer", spatial_gamma_initializer
+        )
+        self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+
+    def build(self, input_shape):
+        channels = self._check_input_shape(input_shape)
+        self._build_excitation(channels)
+        self.spatial_kernel = None
+        self.spatial_bn = None
+        if self.use_spatial:
+            k = self.spatial_kernel_size
+            # Input channels in the official order: 0 is the channel max, 1 the channel mean.
+            self.spatial_kernel = self.add_weight(
+                name="spatial_kernel",
+                shape=(k, k, 2, 1),
+                initializer=v.fresh_initializer(self.kernel_initializer),
+                regularizer=self.kernel_regularizer,
+            )
+            self.spatial_bn = keras.layers.BatchNormalization(
+                axis=-1,
+                momentum=self.momentum,
+                epsilon=self.norm_epsilon,
+                synchronized=self.synchronized,
+                gamma_initializer=v.fresh_initializer(self.spatial_gamma_initializer),
+                dtype=self._stats_dtype,
+                name="spatial_bn",
+            )
+            self.spatial_bn.build((None, None, None, 1))
+
+    def _pool(self, x, pool_type):
+        if pool_type == "avg":
+            return tf.reduce_mean(x, axis=[1, 2])
+        if pool_type == "max":
+            return tf.reduce_max(x, axis=[1, 2])
+        if pool_type == "lp":
+            # x * x rather than tf.square, which int8 TFLite keeps in float.
+            return safe_sqrt(tf.reduce_sum(x * x, axis=[1, 2]))
+        # "lse", shifted by the (constant-gradient) max so large activations do not overflow.
+        peak = tf.stop_gradient(tf.reduce_max(x, axis=[1, 2], keepdims=True))
+        total = tf.reduce_sum(tf.exp(x - peak), axis=[1, 2])
+        return tf.math.log(total) + peak[:, 0, 0, :]
+
+    def channel_gate(self, inputs):
+        """The (batch, channels) channel gate in [0, 1], in the statistics dtype."""
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        # One MLP pass per pooling, summed as the official code (the second bias counts once
+        # per pooling). Stacking the pooled vectors into one pass would make int8 TFLite give
+        # them one shared scale.
+        logits = self._excite(self._pool(x, self.pool_types[0]))
+        for pool_type in self.pool_types[1:]:
+            logits = logits + self._excite(self._pool(x, pool_type))
+        return tf.sigmoid(logits)
+
+    def spatial_gate(self, inputs, training=False):
+        """The (batch, height, width, 1) spatial gate in [0, 1], in the statistics dtype."""
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        maximum = tf.reduce_max(x, axis=-1, keepdims=True)
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        kernel = tf.cast(self.spatial_kernel, x.dtype)
+        if training and self.trainable:
+            logits = self._spatial_conv(maximum, mean, kernel)
+            return tf.sigmoid(self.spatial_bn(logits, training=True))
+        # Inference: the normalisation folded into the filter and one bias.
+        scale, shift = self._folded_norm(x.dtype)
+        return tf.sigmoid(self._spatial_conv(maximum, mean, kernel * scale) + shift)
+
+    @staticmethod
+    def _spatial_conv(maximum, mean, kernel):
+        """The official conv over [max; mean], as two single-input convolutions summed.
+
+        A concatenation would share one scale in int8 TFLite, where the channel mean, much
+        narrower than the max, would lose its precision. "SAME" with an odd kernel pads
+        (k - 1) // 2 zeros on each side, as the official code.
+        """
+        return tf.nn.conv2d(maximum, kernel[:, :, :1], 1, "SAME") + tf.nn.conv2d(
+            mean, kernel[:, :, 1:], 1, "SAME"
+        )
+
+    def _folded_norm(self, dtype):
+        bn = self.spatial_bn
+        scale = tf.math.rsqrt(tf.cast(bn.moving_variance, dtype) + self.norm_epsilon)
+        scale = scale * tf.cast(bn.gamma, dtype)
+        return scale, tf.cast(bn.beta, dtype) - tf.cast(bn.moving_mean, dtype) * scale
+
+    def call(self, inputs, training=None):
+        x = self._prepare_input(inputs)
+        gate = self.channel_gate(x)
+        x = x * tf.cast(gate, x.dtype)[:, None, None, :]
+        if self.use_spatial:
+            x = x * tf.cast(self.spatial_gate(x, training=bool(training)), x.dtype)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "reduction": self.reduction,
+                "bottleneck_channels": self.bottleneck_channels,
+                "spatial_kernel_size": self.spatial_kernel_size,
+                "pool_types": list(self.pool_types),
+                "use_spatial": self.use_spatial,
+                "synchronized": self.synchronized,
+                "momentum": self.momentum,
+                "norm_epsilon": self.norm_epsilon,
+                "spatial_gamma_initializer": keras.initializers.serialize(
+                    self.spatial_gamma_initializer
+                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config

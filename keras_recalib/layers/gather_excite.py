@@ -1,0 +1,282 @@
+"""Gather-Excite: context gathered over a spatial extent, redistributed as gates.
+
+Hu, Shen, Albanie, Sun and Vedaldi, "Gather-Excite: Exploiting Feature Context in Convolutional
+Neural Networks", NeurIPS 2018 (https://arxiv.org/abs/1810.12348). The official code,
+hujie-frank/GENet, holds Caffe prototxts for the global variants only (`RN50-GEPF`: GE-θ⁻,
+`RN50-GEP`: GE-θ, `RN50-GEPP`: GE-θ⁺); the global GE-θ also follows `GELayer` of
+hyunjaelee410/style-based-recalibration-module (`models/recalibration_modules.py`), and the
+local extents follow timm (`timm/layers/gather_excite.py`).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from keras_recalib import _validation as v
+from keras_recalib.layers._base import RecalibrationLayer, reduced_width
+
+
+def nearest_resize(x, size):
+    """Nearest-neighbour resize of an NHWC tensor to `size` = (height, width), as PyTorch's
+    default `F.interpolate` computes it: source index floor(dst * (in / out)) in float32.
+
+    Built from gathers, which (unlike ResizeNearestNeighbor's gradient) compile under XLA and
+    convert to TFLite built-in ops.
+    """
+    shape = tf.shape(x)
+    x = tf.gather(x, _nearest_indices(shape[1], size[0]), axis=1)
+    return tf.gather(x, _nearest_indices(shape[2], size[1]), axis=2)
+
+
+def _nearest_indices(size_in, size_out):
+    scale = tf.cast(size_in, "float32") / tf.cast(size_out, "float32")
+    index = tf.floor(tf.cast(tf.range(size_out), "float32") * scale)
+    return tf.minimum(tf.cast(index, "int32"), size_in - 1)
+
+
+def _check_extent(extent):
+    if isinstance(extent, str) and extent.lower() == "global":
+        return "global"
+    if (
+        not isinstance(extent, bool)
+        and isinstance(extent, int)
+        and extent >= 2
+        and extent & (extent - 1) == 0
+    ):
+        return int(extent)
+    raise ValueError(
+        "Argument `extent` must be 'global' or a power of 2 >= 2 (2, 4, 8, ...). "
+        f"Received: extent={extent!r}"
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_recalib")
+class GatherExcite(RecalibrationLayer):
+    """Gather-Excite (GE): gates from context gathered over a spatial extent.
+
+    The gather step summarises each channel over a neighbourhood: the whole map
+    (`extent="global"`) or windows of extent e, giving a map e times smaller. The excite step
+    turns that context into gates with a sigmoid, upsamples them to the input size (nearest
+    neighbour, like PyTorch's `F.interpolate`) and multiplies the input by them.
+
+    - GE-θ⁻ (`parametric=False`, the default): parameter-free average pooling. Global: the
+      spatial mean. Extent e: average pooling with kernel 2e - 1, stride e, padding e - 1 and
+      padded positions excluded from the average (timm's choice), which gives ceil(H / e) rows.
+    - GE-θ (`parametric=True`): depthwise convolutions followed by batch normalisation.
+      Global: one depthwise convolution as large as the feature map (no padding, so a 1x1
+      output), as in the official `RN50-GEP` prototxt and the SRM repository's `GELayer`; this
+      needs a static height and width. Extent e: log2(e) depthwise 3x3 stride-2 convolutions
+      (padding 1), each followed by batch normalisation, with ReLU between them (timm).
+    - GE-θ⁺ (`parametric=True, use_mlp=True`): GE-θ followed by ReLU and an SE-like bottleneck
+      (1x1 convolutions C -> C // reduction -> C with biases and a ReLU between), as in the
+      official `RN50-GEPP` prototxt. timm feeds the last normalisation to the MLP without the
+      ReLU. `use_mlp=True` with `parametric=False` gives timm's SE-like GE variant (for the
+      global extent, Squeeze-and-Excitation).
+
+    Where the sources differ: the gather convolutions have no bias (official prototxts, timm);
+    the SRM repository's `GELayer` has one, which the batch normalisation makes redundant:
+    `load_torch_weights` folds it into the moving mean, so outputs match exactly in both modes.
+    The official MLP initialises its kernels with a Gaussian of std 0.01 and the gather
+    convolutions with MSRA (He) fillers; here `kernel_initializer` (He normal) covers both.
+
+    Args:
+        extent: `"global"` or a power of 2 >= 2, the gather extent ratio. Defaults to
+            `"global"`.
+        parametric: bool, learn the gather (GE-θ) instead of average pooling (GE-θ⁻).
+            Defaults to `False`.
+        use_mlp: bool, add the SE-like bottleneck to the excite step (GE-θ⁺ when parametric).
+            Defaults to `False`.
+        reduction: int, bottleneck reduction of the MLP (width `channels // reduction`, at
+            least 1). Defaults to `16`.
+        synchronized: bool, synchronise the batch statistics of the gather's normalisation
+            across replicas under `tf.distribute`. Defaults to `False`.
+        momentum: float, moving-average momentum of the normalisation in Keras' convention
+            (PyTorch's 0.1 is Keras' 0.9). Defaults to `0.9`.
+        norm_epsilon: float, epsilon of the normalisation (PyTorch's default). Defaults to
+            `1e-5`.
+        kernel_initializer: initializer of the gather and MLP convolution kernels. Defaults
+            to `"he_normal"`.
+        kernel_regularizer: optional regularizer of those kernels. Defaults to `None`.
+
+    Input shape:
+        `(batch, height, width, channels)`; height and width must be static for a parametric
+        global gather, which only accepts inputs of the size it was built for. Integer inputs
+        are cast to the compute dtype.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = keras_recalib.GatherExcite(extent=4)(x)
+    >>> x = keras.Input((14, 14, 256))
+    >>> y = keras_recalib.GatherExcite(parametric=True, use_mlp=True)(x)
+
+    Reference:
+        https://arxiv.org/abs/1810.12348
+    """
+
+    def __init__(
+        self,
+        extent="global",
+        parametric=False,
+        use_mlp=False,
+        reduction=16,
+        synchronized=False,
+        momentum=0.9,
+        norm_epsilon=1e-5,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.extent = _check_extent(extent)
+        self.parametric = v.check_bool("parametric", parametric)
+        self.use_mlp = v.check_bool("use_mlp", use_mlp)
+        self.reduction = v.check_int("reduction", reduction, minimum=1)
+        self.synchronized = v.check_bool("synchronized", synchronized)
+        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+        self.norm_epsilon = v.check_float(
+            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
+        )
+        self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+
+    @property
+    def _global(self):
+        return self.extent == "global"
+
+    def build(self, input_shape):
+        channels = self._check_input_shape(input_shape)
+        self.gather_size = None
+        self.gather_convs = []
+        self.gather_bns = []
+        if self.parametric:
+            if self._global:
+                height, width = tuple(input_shape)[1:3]
+                if height is None or width is None:
+                    raise ValueError(
+                        "GatherExcite with a parametric global gather convolves with a kernel "
+                        "as large as the feature map, so it needs a static spatial size "
+                        "(height and width); use an integer `extent` for inputs of varying "
+                        f"size. Received: input_shape={tuple(input_shape)}"
+                    )
+                self.gather_size = (int(height), int(width))
+                kernels = [self.gather_size]
+            else:
+                kernels = [(3, 3)] * int(math.log2(self.extent))
+            for i, kernel in enumerate(kernels, start=1):
+                suffix = "" if self._global else str(i)
+                conv = keras.layers.DepthwiseConv2D(
+                    kernel,
+                    strides=1 if self._global else 2,
+                    padding="valid",
+                    use_bias=False,
+                    depthwise_initializer=v.fresh_initializer(self.kernel_initializer),
+                    depthwise_regularizer=self.kernel_regularizer,
+                    dtype=self._stats_dtype,
+                    name=f"gather_conv{suffix}",
+                )
+                conv.build((None, *(self.gather_size or (None, None)), channels))
+                bn = keras.layers.BatchNormalization(
+                    axis=-1,
+                    momentum=self.momentum,
+                    epsilon=self.norm_epsilon,
+                    synchronized=self.synchronized,
+                    dtype=self._stats_dtype,
+                    name=f"gather_bn{suffix}",
+                )
+                bn.build((None, None, None, channels))
+                self.gather_convs.append(conv)
+                self.gather_bns.append(bn)
+        self.mlp_fc1 = self.mlp_fc2 = None
+        if self.use_mlp:
+            hidden = reduced_width(channels, self.reduction)
+            self.mlp_fc1 = keras.layers.Conv2D(
+                hidden,
+                1,
+                activation="relu",
+                kernel_initializer=v.fresh_initializer(self.kernel_initializer),
+                kernel_regularizer=self.kernel_regularizer,
+                dtype=self._stats_dtype,
+                name="mlp_fc1",
+            )
+            self.mlp_fc1.build((None, None, None, channels))
+            self.mlp_fc2 = keras.layers.Conv2D(
+                channels,
+                1,
+                kernel_initializer=v.fresh_initializer(self.kernel_initializer),
+                kernel_regularizer=self.kernel_regularizer,
+                dtype=self._stats_dtype,
+                name="mlp_fc2",
+            )
+            self.mlp_fc2.build((None, None, None, hidden))
+
+    def _check_spatial_size(self, x):
+        if self.gather_size is not None and tuple(x.shape[1:3]) != self.gather_size:
+            raise ValueError(
+                f"This GatherExcite was built for a spatial size (height, width) of "
+                f"{self.gather_size}: its global gather convolution covers exactly that size. "
+                f"Received: input_shape={tuple(x.shape)}"
+            )
+
+    def gather(self, inputs, training=False):
+        """The gathered context: (batch, 1, 1, channels) for the global extent, else
+        (batch, ceil(height / extent), ceil(width / extent), channels); statistics dtype."""
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        if not self.parametric:
+            if self._global:
+                return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            return self._average_pool(x)
+        self._check_spatial_size(x)
+        for i, (conv, bn) in enumerate(zip(self.gather_convs, self.gather_bns, strict=True)):
+            if not self._global:
+                x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            x = bn(conv(x), training=training)
+            if i < len(self.gather_convs) - 1 or self.use_mlp:
+                x = tf.nn.relu(x)
+        return x
+
+    def _average_pool(self, x):
+        # PyTorch's avg_pool2d(kernel 2e-1, stride e, padding e-1, count_include_pad=False):
+        # TF's "SAME" padding is asymmetric, so pad explicitly and divide by the valid count.
+        e = self.extent
+        kernel, pad = 2 * e - 1, [[0, 0], [e - 1, e - 1], [e - 1, e - 1], [0, 0]]
+        shape = tf.shape(x)
+        ones = tf.ones(tf.stack([1, shape[1], shape[2], 1]), x.dtype)
+        sums = tf.nn.avg_pool2d(tf.pad(x, pad), kernel, e, "VALID")
+        counts = tf.nn.avg_pool2d(tf.pad(ones, pad), kernel, e, "VALID")
+        return sums / counts
+
+    def compute_gate(self, inputs, training=False):
+        """The gate in [0, 1] before upsampling (shape of `gather`), in the statistics dtype."""
+        context = self.gather(inputs, training=training)
+        if self.use_mlp:
+            context = self.mlp_fc2(self.mlp_fc1(context))
+        return tf.sigmoid(context)
+
+    def call(self, inputs, training=None):
+        x = self._prepare_input(inputs)
+        gate = self.compute_gate(x, training=bool(training))
+        if not self._global:
+            gate = nearest_resize(gate, tf.shape(x)[1:3])
+        return x * tf.cast(gate, x.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "extent": self.extent,
+                "parametric": self.parametric,
+                "use_mlp": self.use_mlp,
+                "reduction": self.reduction,
+                "synchronized": self.synchronized,
+                "momentum": self.momentum,
+                "norm_epsilon": self.norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config

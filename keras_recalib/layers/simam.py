@@ -1,0 +1,74 @@
+"""SimAM: a simple, parameter-free attention module.
+
+Yang, Zhang, Li and Xie, "SimAM: A Simple, Parameter-Free Attention Module for Convolutional
+Neural Networks", ICML 2021 (https://proceedings.mlr.press/v139/yang21o.html). Semantics follow
+the official code, ZjjConan/SimAM (`simam_module`).
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_recalib import _validation as v
+from keras_recalib.layers._base import RecalibrationLayer
+
+
+@keras.saving.register_keras_serializable(package="keras_recalib")
+class SimAM(RecalibrationLayer):
+    """SimAM: a per-element gate from each activation's energy; no parameters.
+
+    For every channel, with mu the spatial mean and d = (x - mu)^2, the inverse of the
+    minimal energy of each position is y = d / (4 * (sum(d) / n + e_lambda)) + 0.5 with
+    n = height * width - 1 (the official code's unbiased variance), and the output is
+    x * sigmoid(y). Positions that stand out from their channel's mean get larger gates;
+    since y >= 0.5 every gate lies in [sigmoid(0.5), 1) ~ [0.62, 1).
+
+    On a 1x1 map n = 0 makes the official code compute 0/0 (NaN); here n is clamped to 1, so
+    d = 0 gives y = 0.5 and the output x * sigmoid(0.5) stays finite.
+
+    Args:
+        e_lambda: float > 0, the energy function's regulariser lambda. Defaults to `1e-4`,
+            the official module's default (used for its CIFAR runs; the official ImageNet
+            checkpoints were trained with 0.1).
+
+    Input shape:
+        `(batch, height, width, channels)`. Integer inputs are cast to the compute dtype.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = keras_recalib.SimAM()(x)
+
+    Reference:
+        https://proceedings.mlr.press/v139/yang21o.html
+    """
+
+    def __init__(self, e_lambda=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.e_lambda = v.check_float("e_lambda", e_lambda, minimum=0.0, min_inclusive=False)
+
+    def build(self, input_shape):
+        self._check_input_shape(input_shape)
+
+    def compute_gate(self, inputs):
+        """The (batch, height, width, channels) gate, in the statistics dtype."""
+        x = self._prepare_input(inputs)
+        dtype = self._stats_dtype
+        # Squared deviations of large float16 activations overflow: computed in float32.
+        x = tf.cast(x, dtype)
+        d = tf.square(x - tf.reduce_mean(x, axis=[1, 2], keepdims=True))
+        shape = tf.shape(x)
+        n = tf.maximum(tf.cast(shape[1] * shape[2] - 1, dtype), 1.0)
+        energy = tf.reduce_sum(d, axis=[1, 2], keepdims=True) / n + self.e_lambda
+        return tf.sigmoid(d / (4.0 * energy) + 0.5)
+
+    def call(self, inputs):
+        x = self._prepare_input(inputs)
+        return x * tf.cast(self.compute_gate(x), x.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"e_lambda": self.e_lambda})
+        return config

@@ -1,0 +1,129 @@
+"""SE: Squeeze-and-Excitation.
+
+Hu, Shen, Albanie, Sun and Wu, "Squeeze-and-Excitation Networks", CVPR 2018 / TPAMI 2020
+(https://arxiv.org/abs/1709.01507). Semantics and parameter names follow the PyTorch `SELayer`
+of the SRM repository, hyunjaelee410/style-based-recalibration-module
+(`models/recalibration_modules.py`), the SE baseline SRM is compared with.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_recalib import _validation as v
+from keras_recalib.layers._base import RecalibrationLayer, reduced_width
+
+
+class ExcitationMLP:
+    """The bottleneck MLP of SE, shared with CBAM's channel gate: FC (with bias), ReLU, FC.
+
+    Expects `reduction`, `bottleneck_channels`, `kernel_initializer` and `kernel_regularizer`
+    attributes. The weights are plain variables rather than `Dense` sublayers: the MLP runs on
+    a `(batch, channels)` vector, where a sublayer call costs more than its matmul.
+    """
+
+    def _build_excitation(self, channels):
+        width = self.bottleneck_channels or reduced_width(channels, self.reduction)
+        for name, shape in (("fc1", (channels, width)), ("fc2", (width, channels))):
+            kernel = self.add_weight(
+                name=f"{name}_kernel",
+                shape=shape,
+                initializer=v.fresh_initializer(self.kernel_initializer),
+                regularizer=self.kernel_regularizer,
+            )
+            bias = self.add_weight(name=f"{name}_bias", shape=shape[1:], initializer="zeros")
+            setattr(self, f"{name}_kernel", kernel)
+            setattr(self, f"{name}_bias", bias)
+
+    def _excite(self, pooled):
+        """Maps (n, channels) pooled features to (n, channels) gate logits."""
+
+        def dense(z, kernel, bias):
+            return tf.matmul(z, tf.cast(kernel, z.dtype)) + tf.cast(bias, z.dtype)
+
+        hidden = tf.nn.relu(dense(pooled, self.fc1_kernel, self.fc1_bias))
+        return dense(hidden, self.fc2_kernel, self.fc2_bias)
+
+
+@keras.saving.register_keras_serializable(package="keras_recalib")
+class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
+    """Squeeze-and-Excitation (SE): channel gates from a bottleneck MLP on the channel means.
+
+    Squeeze: the global average of each channel over height and width. Excitation: a fully
+    connected layer down to `channels // reduction` units (with bias), ReLU, a fully connected
+    layer back to `channels` (with bias) and a sigmoid. The output is the input times that
+    per-channel gate.
+
+    Where the paper, the reference code and copies differ:
+
+    - Width: the paper and the SRM repository's `SELayer` use `channels // reduction`, which
+      the official code leaves at 0 (a broken layer) when `channels < reduction`; here it is at
+      least 1. timm's `SEModule` rounds the width to a multiple of 8 instead: pass
+      `bottleneck_channels` to reproduce any other width.
+    - timm implements the two layers as 1x1 convolutions (`fc1`, `fc2`); the computation is the
+      same and `keras_recalib.convert` loads both layouts.
+
+    Args:
+        reduction: int, ratio of the input channels to the bottleneck width. Defaults to `16`
+            (the paper's choice).
+        bottleneck_channels: optional int, the bottleneck width; overrides `reduction`.
+            Defaults to `None`.
+        kernel_initializer: initializer of both weight matrices. Defaults to
+            `"glorot_uniform"`. The biases start at zero.
+        kernel_regularizer: optional regularizer of both weight matrices. Defaults to `None`.
+
+    Input shape:
+        `(batch, height, width, channels)`. Integer inputs are cast to the compute dtype.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = keras_recalib.SqueezeExcitation(reduction=16)(x)
+
+    Reference:
+        https://arxiv.org/abs/1709.01507
+    """
+
+    def __init__(
+        self,
+        reduction=16,
+        bottleneck_channels=None,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.reduction = v.check_int("reduction", reduction, minimum=1)
+        self.bottleneck_channels = v.check_int(
+            "bottleneck_channels", bottleneck_channels, minimum=1, allow_none=True
+        )
+        self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+
+    def build(self, input_shape):
+        channels = self._check_input_shape(input_shape)
+        self._build_excitation(channels)
+
+    def compute_gate(self, inputs):
+        """The (batch, channels) gate in [0, 1], in the statistics dtype."""
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        return tf.sigmoid(self._excite(tf.reduce_mean(x, axis=[1, 2])))
+
+    def call(self, inputs):
+        x = self._prepare_input(inputs)
+        gate = self.compute_gate(x)
+        return x * tf.cast(gate, x.dtype)[:, None, None, :]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "reduction": self.reduction,
+                "bottleneck_channels": self.bottleneck_channels,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config

@@ -1,0 +1,131 @@
+"""EfficientChannelAttention against a NumPy reference and PyTorch, and its options and errors."""
+
+import numpy as np
+import pytest
+from contract_utils import random_inputs
+
+import keras_recalib as kr
+from keras_recalib.convert import load_torch_weights
+from keras_recalib.layers.eca import adaptive_kernel_size
+
+
+def eca_reference(x, weight):
+    """ECA on NHWC `x`; `weight` is the official Conv1d's (k,) taps (a cross-correlation)."""
+    x = np.asarray(x, np.float64)
+    k = len(weight)
+    pad = (k - 1) // 2
+    pooled = x.mean(axis=(1, 2))
+    padded = np.pad(pooled, [(0, 0), (pad, pad)])
+    channels = x.shape[-1]
+    mixed = sum(weight[j] * padded[:, j : j + channels] for j in range(k))
+    return x / (1.0 + np.exp(-mixed))[:, None, None, :]
+
+
+@pytest.mark.parametrize(
+    "channels,gamma,beta,expected",
+    [
+        (1, 2, 1, 1),
+        (2, 2, 1, 1),
+        (8, 2, 1, 3),
+        (16, 2, 1, 3),
+        (64, 2, 1, 3),
+        (128, 2, 1, 5),
+        (256, 2, 1, 5),
+        (1024, 2, 1, 5),
+        (2048, 2, 1, 7),
+        (16, 1, 0, 5),
+        (16, 1.5, 2.5, 5),
+    ],
+)
+def test_adaptive_kernel_size(channels, gamma, beta, expected):
+    assert adaptive_kernel_size(channels, gamma, beta) == expected
+    layer = kr.EfficientChannelAttention(gamma=gamma, beta=beta)
+    layer.build((None, None, None, channels))
+    assert layer.resolved_kernel_size == expected
+    assert layer.count_params() == expected
+
+
+def test_explicit_kernel_size_overrides_the_adaptive_one():
+    layer = kr.EfficientChannelAttention(kernel_size=9)
+    layer.build((None, None, None, 256))
+    assert layer.kernel.shape == (9,)
+    assert layer.get_config()["kernel_size"] == 9
+    assert kr.EfficientChannelAttention().get_config()["kernel_size"] is None
+
+
+@pytest.mark.parametrize(
+    "channels,kernel_size", [(6, 1), (6, 3), (6, 5), (3, 7), (1, 3), (16, None)]
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_matches_numpy_reference(channels, kernel_size, training):
+    layer = kr.EfficientChannelAttention(kernel_size=kernel_size)
+    layer.build((None, None, None, channels))
+    rng = np.random.default_rng(channels)
+    weight = rng.normal(size=layer.resolved_kernel_size)
+    layer.kernel.assign(weight)
+    x = random_inputs((3, 4, 5, channels), seed=1)
+    np.testing.assert_allclose(
+        layer(x, training=training), eca_reference(x, weight), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_factory_name():
+    assert isinstance(kr.get("eca", kernel_size=5), kr.EfficientChannelAttention)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name,expected",
+    [
+        ({"kernel_size": 4}, "kernel_size", "an odd integer"),
+        ({"kernel_size": 0}, "kernel_size", "an integer >= 1"),
+        ({"kernel_size": "3"}, "kernel_size", "an integer or None"),
+        ({"gamma": -2.0}, "gamma", "> 0.0"),
+        ({"beta": float("inf")}, "beta", "a finite number"),
+    ],
+)
+def test_errors(kwargs, name, expected):
+    with pytest.raises(ValueError, match=rf"`{name}` must be {expected}\. Received: {name}="):
+        kr.EfficientChannelAttention(**kwargs)
+
+
+# --- PyTorch weights ---------------------------------------------------------------------------
+
+
+def test_wrong_kernel_size_is_reported():
+    layer = kr.EfficientChannelAttention()
+    layer.build((None, None, None, 256))
+    state = {"conv.weight": np.ones((1, 1, 3), "float32")}
+    with pytest.raises(
+        ValueError, match=r"'conv.weight' has shape \(1, 1, 3\), expected \(1, 1, 5\)"
+    ):
+        load_torch_weights(layer, state)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_matches_pytorch(train):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    channels, k = 10, 5
+
+    class EcaLayer(nn.Module):
+        """The official eca_layer: a Conv1d over the channel means."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
+
+        def forward(self, x):
+            y = nn.functional.adaptive_avg_pool2d(x, 1)  # (batch, channels, 1, 1)
+            y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+            return x * torch.sigmoid(y)
+
+    torch.manual_seed(0)
+    module = EcaLayer().train(train)
+    state = {k_: v.detach().numpy() for k_, v in module.state_dict().items()}
+    layer = kr.EfficientChannelAttention(kernel_size=k)
+    layer.build((None, None, None, channels))
+    load_torch_weights(layer, state)
+    x = random_inputs((3, 5, 4, channels), seed=2)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(layer(x, training=train), expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,328 @@
+"""Gather-Excite against a NumPy reference and PyTorch re-implementations, and its options."""
+
+import keras
+import numpy as np
+import pytest
+from contract_utils import random_inputs
+
+import keras_recalib as kr
+from keras_recalib.convert import load_torch_weights
+
+EPS = 1e-5
+
+
+# --- NumPy reference -----------------------------------------------------------------------------
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def average_pool(x, e):
+    """avg_pool2d(kernel 2e-1, stride e, padding e-1), padded positions not counted."""
+    _, h, w, _ = x.shape
+    k, p = 2 * e - 1, e - 1
+    out = np.zeros((x.shape[0], (h - 1) // e + 1, (w - 1) // e + 1, x.shape[3]))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            r0, c0 = i * e - p, j * e - p
+            window = x[:, max(r0, 0) : min(r0 + k, h), max(c0, 0) : min(c0 + k, w)]
+            out[:, i, j] = window.mean(axis=(1, 2))
+    return out
+
+
+def depthwise(x, kernel, stride, pad):
+    """Depthwise cross-correlation of NHWC `x` with a (kh, kw, C) kernel."""
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    kh, kw, _ = kernel.shape
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, i * stride : i * stride + kh, j * stride : j * stride + kw]
+            out[:, i, j] = (patch * kernel).sum(axis=(1, 2))
+    return out
+
+
+def batch_norm(z, bn, training):
+    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in bn.weights)
+    if training:
+        mean, var = z.mean(axis=(0, 1, 2)), z.var(axis=(0, 1, 2))
+    return (z - mean) / np.sqrt(var + EPS) * gamma + beta
+
+
+def nearest(g, h, w):
+    """PyTorch's nearest interpolation: source index floor(dst * in / out)."""
+    rows = np.arange(h) * g.shape[1] // h
+    cols = np.arange(w) * g.shape[2] // w
+    return g[:, rows][:, :, cols]
+
+
+def conv1x1(z, conv):
+    kernel, bias = (np.asarray(w, np.float64) for w in conv.weights)
+    return z @ kernel[0, 0] + bias
+
+
+def ge_reference(layer, x, training):
+    """GE on NHWC `x` with the weights held by `layer` (read, not computed, from it)."""
+    x = np.asarray(x, np.float64)
+    _, h, w, _ = x.shape
+    if not layer.parametric:
+        g = (
+            x.mean(axis=(1, 2), keepdims=True)
+            if layer.extent == "global"
+            else average_pool(x, layer.extent)
+        )
+    else:
+        g = x
+        n = len(layer.gather_convs)
+        for i, (conv, bn) in enumerate(zip(layer.gather_convs, layer.gather_bns, strict=True)):
+            kernel = np.asarray(conv.kernel, np.float64)[..., 0]
+            if layer.extent == "global":
+                g = depthwise(g, kernel, 1, 0)
+            else:
+                g = depthwise(g, kernel, 2, 1)
+            g = batch_norm(g, bn, training)
+            if i < n - 1 or layer.use_mlp:
+                g = np.maximum(g, 0)
+    if layer.use_mlp:
+        g = conv1x1(np.maximum(conv1x1(g, layer.mlp_fc1), 0), layer.mlp_fc2)
+    return x * nearest(sigmoid(g), h, w)
+
+
+def randomised(layer, shape, seed=0):
+    if not layer.built:
+        layer.build(shape)
+    rng = np.random.default_rng(seed)
+    for variable in layer.weights:
+        if "variance" in variable.path or "gamma" in variable.path:
+            value = rng.uniform(0.5, 1.5, variable.shape)
+        else:
+            value = rng.normal(size=variable.shape)
+        variable.assign(value)
+    return layer
+
+
+CONFIGS = [
+    {},
+    {"extent": 2},
+    {"extent": 4},
+    {"extent": 8, "use_mlp": True, "reduction": 2},
+    {"parametric": True},
+    {"parametric": True, "use_mlp": True, "reduction": 4},
+    {"extent": 2, "parametric": True},
+    {"extent": 4, "parametric": True, "use_mlp": True, "reduction": 2},
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs", CONFIGS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items())
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_matches_numpy_reference(kwargs, training):
+    shape = (3, 7, 5, 8)
+    layer = randomised(kr.GatherExcite(**kwargs), shape)
+    x = random_inputs(shape, seed=3)
+    expected = ge_reference(layer, x, training)
+    np.testing.assert_allclose(layer(x, training=training), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_global_theta_minus_is_sigmoid_of_the_mean():
+    x = random_inputs((2, 4, 5, 3))
+    gate = sigmoid(x.astype("float64").mean(axis=(1, 2), keepdims=True))
+    np.testing.assert_allclose(kr.get("ge")(x), x * gate, rtol=1e-5)
+
+
+def test_context_sizes():
+    x = random_inputs((1, 7, 13, 2))
+    for extent, size in [(2, (4, 7)), (4, (2, 4)), (8, (1, 2))]:
+        for parametric in (False, True):
+            layer = kr.GatherExcite(extent=extent, parametric=parametric)
+            layer.build(x.shape)
+            assert tuple(layer.gather(x).shape[1:3]) == size
+
+
+@pytest.mark.parametrize(
+    "kwargs,expected",
+    [
+        ({}, 0),
+        ({"extent": 4}, 0),
+        ({"use_mlp": True}, 2 * 64 * 4 + 4 + 64),
+        ({"parametric": True}, 64 * 7 * 7 + 2 * 64),
+        ({"parametric": True, "use_mlp": True}, 64 * 7 * 7 + 2 * 64 + 2 * 64 * 4 + 4 + 64),
+        ({"extent": 8, "parametric": True}, 3 * (9 * 64 + 2 * 64)),
+    ],
+)
+def test_parameter_counts(kwargs, expected):
+    layer = kr.GatherExcite(**kwargs)
+    layer.build((None, 7, 7, 64))
+    assert sum(int(np.prod(w.shape)) for w in layer.trainable_weights) == expected
+
+
+def test_parametric_global_needs_a_static_spatial_size():
+    with pytest.raises(ValueError, match=r"static spatial size.*Received: input_shape=\(None"):
+        kr.GatherExcite(parametric=True)(keras.Input((None, None, 4)))
+    layer = kr.GatherExcite(parametric=True)
+    layer.build((None, 5, 6, 4))
+    with pytest.raises(ValueError, match=r"built for a spatial size.*\(5, 6\)"):
+        layer(random_inputs((2, 4, 6, 4)))
+    # Integer extents are size-agnostic.
+    kr.GatherExcite(extent=2, parametric=True)(keras.Input((None, None, 4)))
+
+
+def test_parametric_global_in_a_fixed_size_model_exports_to_tflite(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from contract_utils import convert_builtins_only, tflite_run
+
+    inputs = keras.Input((5, 6, 8))
+    layer = kr.GatherExcite(parametric=True, use_mlp=True, reduction=2)
+    model = keras.Model(inputs, layer(inputs))
+    randomised(layer, (None, 5, 6, 8))
+    model.export(str(tmp_path / "saved"), verbose=False)
+    x = random_inputs((2, 5, 6, 8))
+    np.testing.assert_allclose(
+        tflite_run(convert_builtins_only(tmp_path / "saved"), x), model(x), atol=1e-5
+    )
+
+
+def test_extent_is_normalised_and_serialised():
+    assert kr.GatherExcite(extent="GLOBAL").get_config()["extent"] == "global"
+    assert kr.GatherExcite(extent=4).get_config()["extent"] == 4
+    with pytest.raises(ValueError, match=r"`extent`.*Received: extent=True"):
+        kr.GatherExcite(extent=True)
+
+
+# --- PyTorch parity ------------------------------------------------------------------------------
+
+
+def torch_modules():
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+
+    class SRMRepoGELayer(nn.Module):
+        """hyunjaelee410/style-based-recalibration-module GELayer (kernel = feature size)."""
+
+        def __init__(self, channels, size):
+            super().__init__()
+            self.conv = nn.Sequential(
+                nn.Conv2d(channels, channels, kernel_size=size, groups=channels),
+                nn.BatchNorm2d(channels),
+            )
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.conv(x))
+
+    class Mlp(nn.Module):
+        def __init__(self, channels, hidden):
+            super().__init__()
+            self.fc1 = nn.Conv2d(channels, hidden, 1)
+            self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x)))
+
+    class LocalGE(nn.Module):
+        """Extent-e GE (timm's gather; official GEPP ReLU before the MLP)."""
+
+        def __init__(self, channels, extent, parametric, hidden=None):
+            super().__init__()
+            self.extent, self.parametric = extent, parametric
+            if parametric:
+                self.gather = nn.Sequential()
+                n = int(np.log2(extent))
+                for i in range(n):
+                    self.gather.add_module(
+                        f"conv{i + 1}",
+                        nn.Conv2d(channels, channels, 3, 2, 1, groups=channels, bias=False),
+                    )
+                    self.gather.add_module(f"norm{i + 1}", nn.BatchNorm2d(channels))
+                    if i < n - 1 or hidden:  # no ReLU after the last BN unless an MLP follows
+                        self.gather.add_module(f"act{i + 1}", nn.ReLU())
+            self.mlp = Mlp(channels, hidden) if hidden else None
+
+        def forward(self, x):
+            if self.parametric:
+                g = self.gather(x)
+            else:
+                e = self.extent
+                g = F.avg_pool2d(x, 2 * e - 1, e, e - 1, count_include_pad=False)
+            if self.mlp is not None:
+                g = self.mlp(g)
+            return x * torch.sigmoid(F.interpolate(g, size=x.shape[-2:]))
+
+    return torch, SRMRepoGELayer, LocalGE
+
+
+def random_state(module, seed):
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, value in module.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = np.array(3)
+        elif key.endswith(("running_var", "norm1.weight", "norm2.weight", "1.weight")) and (
+            value.ndim == 1
+        ):
+            state[key] = rng.uniform(0.5, 1.5, value.shape).astype("float32")
+        else:
+            state[key] = rng.normal(size=value.shape).astype("float32")
+    return state
+
+
+def run_torch(torch, module, state, x, train):
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    module.train(train)
+    with torch.no_grad():
+        return module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_srm_repository_gelayer_loads_with_its_bias_folded(train):
+    torch, SRMRepoGELayer, _ = torch_modules()
+    channels, size = 6, 5
+    module = SRMRepoGELayer(channels, size)
+    state = random_state(module, seed=1)
+    assert "conv.0.bias" in state
+    x = random_inputs((4, size, size, channels), seed=2)
+    expected = run_torch(torch, module, state, x, train)
+    layer = kr.GatherExcite(parametric=True)
+    layer.build((None, size, size, channels))
+    load_torch_weights(layer, state)
+    np.testing.assert_allclose(layer(x, training=train), expected, rtol=1e-5, atol=1e-5)
+    if train:
+        # The folded bias stays folded through the moving-average update.
+        np.testing.assert_allclose(
+            layer.gather_bns[0].moving_mean,
+            module.conv[1].running_mean.numpy() - state["conv.0.bias"],
+            rtol=1e-5,
+            atol=1e-5,
+        )
+
+
+@pytest.mark.parametrize(
+    "extent,parametric,use_mlp",
+    [(2, False, False), (4, False, True), (2, True, False), (4, True, True)],
+)
+@pytest.mark.parametrize("train", [False, True])
+def test_local_extents_match_pytorch(extent, parametric, use_mlp, train):
+    torch, _, LocalGE = torch_modules()
+    channels = 8
+    module = LocalGE(channels, extent, parametric, hidden=2 if use_mlp else None)
+    state = random_state(module, seed=4)
+    x = random_inputs((3, 7, 10, channels), seed=5)
+    expected = run_torch(torch, module, state, x, train)
+    layer = kr.GatherExcite(extent=extent, parametric=parametric, use_mlp=use_mlp, reduction=4)
+    layer.build((None, None, None, channels))
+    load_torch_weights(layer, state)
+    np.testing.assert_allclose(layer(x, training=train), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_loader_lists_missing_and_misshaped_keys():
+    layer = kr.GatherExcite(parametric=True, use_mlp=True)
+    layer.build((None, 4, 4, 32))
+    state = {"conv.0.weight": np.zeros((32, 1, 3, 3), "float32")}
+    with pytest.raises(ValueError) as info:
+        load_torch_weights(layer, state)
+    message = str(info.value)
+    assert "'conv.0.weight' has shape (32, 1, 3, 3), expected (32, 1, 4, 4)" in message
+    assert "missing key 'conv.1.running_mean'" in message
+    assert "missing key 'mlp.fc1.weight'" in message

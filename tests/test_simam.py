@@ -1,0 +1,69 @@
+"""SimAM against a NumPy reference and the official PyTorch forward, and its edge cases."""
+
+import numpy as np
+import pytest
+from contract_utils import random_inputs
+
+import keras_recalib as kr
+from keras_recalib.convert import load_torch_weights
+
+
+def simam_reference(x, e_lambda):
+    """The paper's closed-form energy on NHWC `x` (n = HW - 1, clamped to 1 on 1x1 maps)."""
+    x = np.asarray(x, np.float64)
+    _, h, w, _ = x.shape
+    n = max(h * w - 1, 1)
+    d = (x - x.mean(axis=(1, 2), keepdims=True)) ** 2
+    y = d / (4 * (d.sum(axis=(1, 2), keepdims=True) / n + e_lambda)) + 0.5
+    return x / (1 + np.exp(-y))
+
+
+@pytest.mark.parametrize("e_lambda", [1e-4, 0.1])
+@pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 1, 4), (3, 1, 7, 2)])
+def test_matches_numpy_reference(e_lambda, shape):
+    layer = kr.SimAM(e_lambda=e_lambda)
+    x = random_inputs(shape, seed=4)
+    expected = simam_reference(x, e_lambda)
+    for training in (False, True):
+        np.testing.assert_allclose(layer(x, training=training), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_one_by_one_map_gate_is_sigmoid_of_one_half():
+    x = random_inputs((2, 1, 1, 5))
+    np.testing.assert_allclose(kr.SimAM()(x), x / (1 + np.exp(-0.5)), rtol=1e-6)
+
+
+def test_gate_range():
+    layer = kr.SimAM()
+    gate = np.asarray(layer.compute_gate(random_inputs((2, 6, 6, 3), scale=10.0)))
+    assert np.all(gate >= 1 / (1 + np.exp(-0.5)) - 1e-7) and np.all(gate <= 1.0)
+
+
+def test_factory_name_and_no_parameters():
+    layer = kr.get("simam", e_lambda=0.1)
+    assert isinstance(layer, kr.SimAM) and layer.e_lambda == 0.1
+    layer.build((None, 4, 4, 8))
+    assert layer.weights == []
+
+
+def test_load_torch_weights_accepts_only_an_empty_state_dict():
+    layer = kr.SimAM()
+    layer.build((None, None, None, 3))
+    assert load_torch_weights(layer, {}) is layer
+    with pytest.raises(ValueError, match="unexpected key 'weight'"):
+        load_torch_weights(layer, {"weight": np.ones(3, "float32")})
+
+
+def test_matches_pytorch():
+    torch = pytest.importorskip("torch")
+
+    def official(x, e_lambda=1e-4):
+        # ZjjConan/SimAM simam_module.forward.
+        n = x.shape[2] * x.shape[3] - 1
+        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+        y = d / (4 * (d.sum(dim=[2, 3], keepdim=True) / n + e_lambda)) + 0.5
+        return x * torch.sigmoid(y)
+
+    x = random_inputs((3, 5, 7, 4), seed=6)
+    expected = official(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(kr.SimAM()(x), expected, rtol=1e-5, atol=1e-6)
