@@ -1,0 +1,298 @@
+"""PyTorch checkpoints of whole ResNets: key mapping without torch, logits parity with torch."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_recalib as kr
+from keras_recalib.convert import load_torch_weights
+from keras_recalib.models import cifar_resnet, resnet
+
+# --- the key mapping, from the Keras model alone ------------------------------------------------
+
+
+def expected_state_shapes(model):
+    """PyTorch key -> shape for a `resnet(...)` model, written from torchvision's naming."""
+    shapes = {}
+    for layer in model.layers:
+        prefix = layer.name.replace("_", ".") + "."
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            shapes[prefix + "weight"] = (cout, cin, kh, kw)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                shapes[prefix + key] = (layer.gamma.shape[0],)
+        elif isinstance(layer, keras.layers.Dense):
+            cin, cout = layer.kernel.shape
+            shapes[prefix + "weight"] = (cout, cin)
+            shapes[prefix + "bias"] = (cout,)
+        elif isinstance(layer, kr.StyleRecalibration):
+            # Official SRMLayer: cfc (C, 2) and a BatchNorm `bn`.
+            channels = layer.cfc.shape[0]
+            shapes[prefix + "cfc"] = (channels, 2)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                shapes[prefix + "bn." + key] = (channels,)
+        else:
+            assert not layer.weights, layer.name
+    return shapes
+
+
+def random_state(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith("running_var"):
+            state[key] = rng.uniform(0.5, 1.5, shape).astype("float32")
+        else:
+            state[key] = rng.normal(size=shape).astype("float32")
+        if key.endswith("running_mean"):
+            state[key.replace("running_mean", "num_batches_tracked")] = np.array(3)
+    return state
+
+
+@pytest.fixture(scope="module")
+def srm_resnet18():
+    return resnet(18, "srm", num_classes=7, input_shape=(None, None, 3))
+
+
+def test_torchvision_keys_of_a_resnet18(srm_resnet18):
+    keys = set(expected_state_shapes(srm_resnet18))
+    for key in [
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer1.1.bn2.bias",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.running_mean",
+        "layer4.1.rclb.cfc",
+        "layer4.1.rclb.bn.weight",
+        "fc.weight",
+        "fc.bias",
+    ]:
+        assert key in keys
+    assert "layer1.0.downsample.0.weight" not in keys  # 64 -> 64, stride 1: identity
+    # torchvision resnet18 has 102 parameter/buffer entries besides num_batches_tracked;
+    # SRM adds 5 per block (cfc and four BN entries), 8 blocks.
+    assert len(keys) == 102 + 5 * 8
+
+
+def test_synthetic_state_dict_loads_into_the_right_variables(srm_resnet18):
+    model = srm_resnet18
+    state = random_state(expected_state_shapes(model), seed=1)
+    assert load_torch_weights(model, state) is model
+    np.testing.assert_array_equal(
+        model.get_layer("conv1").kernel, state["conv1.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("layer2_0_downsample_1").moving_variance,
+        state["layer2.0.downsample.1.running_var"],
+    )
+    np.testing.assert_array_equal(model.get_layer("layer3_1_rclb").cfc, state["layer3.1.rclb.cfc"])
+    np.testing.assert_array_equal(
+        model.get_layer("layer3_1_rclb").bn.beta, state["layer3.1.rclb.bn.bias"]
+    )
+    np.testing.assert_array_equal(model.get_layer("fc").kernel, state["fc.weight"].T)
+    np.testing.assert_array_equal(model.get_layer("fc").bias, state["fc.bias"])
+
+
+def test_plain_cifar_resnet_loads_without_num_batches_tracked():
+    model = cifar_resnet(8, num_classes=3)
+    state = random_state(expected_state_shapes(model))
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    load_torch_weights(model, state)
+    np.testing.assert_array_equal(model.get_layer("bn1").gamma, state["bn1.weight"])
+
+
+def test_every_bad_key_is_listed_in_one_error_and_nothing_is_written(srm_resnet18):
+    model = srm_resnet18
+    state = random_state(expected_state_shapes(model), seed=2)
+    del state["layer1.0.conv2.weight"]
+    del state["layer2.1.rclb.cfc"]
+    state["layer3.0.downsample.1.weight"] = np.ones(7, "float32")
+    state["fc.weight"] = np.ones((7, 3), "float32")
+    state["layer1.0.se.fc.0.weight"] = np.ones((4, 64), "float32")
+    before = [np.array(w) for w in model.weights]
+    with pytest.raises(ValueError) as info:
+        load_torch_weights(model, state)
+    message = str(info.value)
+    assert "missing key 'layer1.0.conv2.weight'" in message
+    assert "missing key 'layer2.1.rclb.cfc'" in message
+    assert "'layer3.0.downsample.1.weight' has shape (7,), expected (256,)" in message
+    assert "'fc.weight' has shape (7, 3), expected (7, 512)" in message
+    assert "unexpected key 'layer1.0.se.fc.0.weight'" in message
+    assert message.count("ValueError") == 0 and message.startswith("The state dict does not fit")
+    for old, new in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_a_plain_checkpoint_does_not_fit_an_srm_network():
+    plain = cifar_resnet(8, num_classes=5)
+    with_srm = cifar_resnet(8, "srm", num_classes=5)
+    with pytest.raises(ValueError, match="missing key 'layer1.0.rclb.cfc'"):
+        load_torch_weights(with_srm, random_state(expected_state_shapes(plain)))
+
+
+def test_layers_without_a_mapping_are_listed():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(inputs)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+    with pytest.raises(ValueError) as info:
+        load_torch_weights(model, {})
+    assert "'dw' (DepthwiseConv2D)" in str(info.value)
+    assert "'norm' (LayerNormalization)" in str(info.value)
+
+
+# --- logits parity with a torch re-implementation of torchvision's ResNet ----------------------
+
+
+def torch_resnet(depth, rclb=None, num_classes=10):
+    """torchvision's ResNet (v1.5), written here, with the official SRM code's `rclb` slot."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class SRM(nn.Module):  # official SRMLayer: torch.std (unbiased, no epsilon)
+        def __init__(self, channels):
+            super().__init__()
+            self.cfc = nn.Parameter(torch.zeros(channels, 2))
+            self.bn = nn.BatchNorm2d(channels)
+
+        def forward(self, x):
+            n, c = x.shape[:2]
+            flat = x.reshape(n, c, -1)
+            t = torch.stack((flat.mean(2), flat.std(2)), dim=2)
+            z = (t * self.cfc[None]).sum(2)[:, :, None, None]
+            return x * torch.sigmoid(self.bn(z))
+
+    class SE(nn.Module):  # the official SRM repository's SELayer
+        def __init__(self, channels, reduction=16):
+            super().__init__()
+            self.fc = nn.Sequential(
+                nn.Linear(channels, channels // reduction),
+                nn.ReLU(),
+                nn.Linear(channels // reduction, channels),
+            )
+
+        def forward(self, x):
+            gate = torch.sigmoid(self.fc(x.mean((2, 3))))
+            return x * gate[:, :, None, None]
+
+    modules = {None: None, "srm": SRM, "se": SE}
+
+    class Basic(nn.Module):
+        expansion = 1
+
+        def __init__(self, cin, width, stride, downsample):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(width)
+            self.downsample = downsample
+            self.rclb = modules[rclb](width) if rclb else None
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            if self.rclb is not None:
+                out = self.rclb(out)
+            shortcut = x if self.downsample is None else self.downsample(x)
+            return torch.relu(out + shortcut)
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, cin, width, stride, downsample):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(width)
+            self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(width * 4)
+            self.downsample = downsample
+            self.rclb = modules[rclb](width * 4) if rclb else None
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = torch.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            if self.rclb is not None:
+                out = self.rclb(out)
+            shortcut = x if self.downsample is None else self.downsample(x)
+            return torch.relu(out + shortcut)
+
+    block, counts = {18: (Basic, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}[depth]
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            cin = 64
+            widths = (64, 128, 256, 512)
+            for stage, (count, width) in enumerate(zip(counts, widths, strict=True), 1):
+                blocks = []
+                for index in range(count):
+                    stride = 2 if stage > 1 and index == 0 else 1
+                    downsample = None
+                    if stride != 1 or cin != width * block.expansion:
+                        downsample = nn.Sequential(
+                            nn.Conv2d(cin, width * block.expansion, 1, stride, bias=False),
+                            nn.BatchNorm2d(width * block.expansion),
+                        )
+                    blocks.append(block(cin, width, stride, downsample))
+                    cin = width * block.expansion
+                setattr(self, f"layer{stage}", nn.Sequential(*blocks))
+            self.fc = nn.Linear(cin, num_classes)
+
+        def forward(self, x):
+            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(depth)
+    model = ResNet()
+    # Random statistics and affine parameters everywhere (the defaults would hide mistakes).
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5, generator=generator)
+            elif name.endswith(("running_mean", "bn1.bias", "bn2.bias", "bn3.bias", ".1.bias")):
+                tensor.normal_(0.0, 0.1, generator=generator)
+            elif name.endswith(
+                ("bn.weight", "bn1.weight", "bn2.weight", "bn3.weight", ".1.weight")
+            ):
+                tensor.uniform_(0.5, 1.0, generator=generator)
+            elif name.endswith("cfc"):
+                tensor.normal_(0.0, 0.5, generator=generator)
+    return torch, model.eval()
+
+
+@pytest.mark.parametrize(
+    "depth,rclb,size,kwargs",
+    [
+        (18, None, (45, 51), {}),  # odd sizes: padding must match PyTorch's exactly
+        (18, "se", (32, 32), {}),
+        # Official SRM: torch.std, i.e. unbiased and no epsilon. 40 -> 20 -> 10 -> 5 -> 3 -> 2.
+        pytest.param(
+            50, "srm", (40, 40), {"unbiased": True, "epsilon": 0.0}, marks=pytest.mark.slow
+        ),
+    ],
+    ids=["resnet18_odd_size", "se_resnet18", "srm_resnet50"],
+)
+def test_logits_match_pytorch_in_eval_mode(depth, rclb, size, kwargs):
+    torch, module = torch_resnet(depth, rclb)
+    if rclb and rclb not in kr.available():
+        pytest.skip(f"{rclb} is not available")
+    state = {k: v.numpy() for k, v in module.state_dict().items()}
+    model = resnet(depth, rclb, num_classes=10, input_shape=(*size, 3), **kwargs)
+    load_torch_weights(model, state)
+    x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype("float32")
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    actual = np.asarray(model(x, training=False))
+    assert np.abs(expected).max() > 1e-2  # a meaningful comparison, not two zeros
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
