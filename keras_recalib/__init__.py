@@ -21,15 +21,15 @@ def _refuse_backend(name):
 if "keras" not in _sys.modules and _os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
     _refuse_backend(_os.environ["KERAS_BACKEND"])
 
-import keras as _keras  # noqa: E402
+import keras as _keras
 
 if _keras.backend.backend() != "tensorflow":
     _refuse_backend(_keras.backend.backend())
 
-from keras_recalib import layers  # noqa: E402
-from keras_recalib._factory import available, get  # noqa: E402
-from keras_recalib.layers import *  # noqa: E402,F403
+from keras_recalib import layers, models
+from keras_recalib._factory import available, get
+from keras_recalib.layers import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "get", "available", "__version__", *layers.__all__]
+__all__ = ["layers", "models", "get", "available", "__version__", *layers.__all__]

@@ -6,6 +6,15 @@ from keras_recalib import layers
 
 _NAMES = {
     "srm": layers.StyleRecalibration,
+    "se": layers.SqueezeExcitation,
+    "eca": layers.EfficientChannelAttention,
+    "cbam": layers.ConvBlockAttention,
+    "ca": layers.CoordinateAttention,
+    "triplet": layers.TripletAttention,
+    "scconv": layers.SelfCalibratedConv2D,
+    "sge": layers.SpatialGroupEnhance,
+    "simam": layers.SimAM,
+    "ge": layers.GatherExcite,
 }
 
 

@@ -131,7 +131,9 @@ def test_srm_matches_pytorch(variant, epsilon, train):
     np.testing.assert_allclose(layer(x, training=train), expected, rtol=1e-5, atol=1e-5)
     if train:
         # Moving statistics follow PyTorch's update (momentum 0.1 == Keras 0.9).
-        np.testing.assert_allclose(layer.bn.moving_mean, module.bn.running_mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            layer.bn.moving_mean, module.bn.running_mean, rtol=1e-5, atol=1e-6
+        )
         # The running variance differs by design: PyTorch averages the unbiased batch
         # variance, Keras' BatchNormalization the biased one (README, "Known differences").
         n = x.shape[0]

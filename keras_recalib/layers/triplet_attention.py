@@ -1,0 +1,232 @@
+"""Triplet Attention.
+
+Misra, Nalamada, Arasanipalai and Hou, "Rotate to Attend: Convolutional Triplet Attention
+Module", WACV 2021 (https://arxiv.org/abs/2010.03045). Semantics follow the official code,
+landskape-ai/triplet-attention (`triplet_attention.py` at the repository root, `TripletAttention`
+with branches `cw`, `hc`, `hw`; `MODELS/triplet_attention.py` holds the same module under the
+names `ChannelGateH`, `ChannelGateW`, `SpatialGate`).
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_recalib import _validation as v
+from keras_recalib.layers._base import RecalibrationLayer
+
+# In the official NCHW code the `cw` branch pools over H and convolves the (C, W) plane, the
+# `hc` branch pools over W and convolves the (H, C) plane, the `hw` branch pools over C and
+# convolves the (H, W) plane. A pooled NHWC map is carried onto its plane, and the plane's gate
+# back, by one self-inverse rank-4 permutation that keeps the official kernel's axis order.
+_BRANCHES = {
+    # name: (pooled axis of the NHWC input, permutation between pooled map and plane)
+    "cw": (1, (0, 3, 2, 1)),  # (B, 1, W, C) <-> (B, C, W, 1)
+    "hc": (2, (0, 1, 3, 2)),  # (B, H, 1, C) <-> (B, H, C, 1)
+    "hw": (3, None),  # (B, H, W, 1) already
+}
+
+
+def _official_kernel_initializer():
+    # MODELS/resnet.py: every `conv` weight gets kaiming_normal_(mode="fan_out").
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def _zpool_conv(maximum, mean, kernel):
+    """The official k x k convolution of the stacked [max; mean] maps, as two single-map
+    convolutions summed.
+
+    Concatenated, the two maps would share one int8 scale in quantized TFLite, where the mean,
+    much narrower than the max, would lose its precision. "SAME" with an odd kernel pads
+    (k - 1) // 2 zeros on each side, as the official code.
+    """
+    return tf.nn.conv2d(maximum, kernel[:, :, :1], 1, "SAME") + tf.nn.conv2d(
+        mean, kernel[:, :, 1:], 1, "SAME"
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_recalib")
+class TripletAttention(RecalibrationLayer):
+    """Triplet attention: three gates over the (C, W), (H, C) and (H, W) planes, averaged.
+
+    Each branch "rotates" the input so that one axis becomes the pooled one, Z-pools it (the
+    max and the mean over that axis, in that order, as two maps), convolves the two maps with
+    a `kernel_size` x `kernel_size` kernel (no bias, zero padding) to one map, batch-normalises
+    it and takes a sigmoid; the input times that gate is rotated back. Branch `cw` pools over
+    the height and gates the (channels, width) plane, branch `hc` pools over the width and gates
+    the (height, channels) plane, branch `hw` pools over the channels and gates the
+    (height, width) plane like CBAM's spatial gate. The output is the mean of the three branches
+    (of the first two with `use_spatial=False`, the official `no_spatial=True`). The layer has
+    no channel-dependent weights: 2 * kernel_size**2 + 2 per branch.
+
+    With `training=False` (or a frozen layer) each branch's normalisation is folded into its
+    kernel and one bias.
+
+    Where the sources differ:
+
+    - The paper writes a k x k convolution; the official code fixes k = 7, the default here.
+    - Normalisation: the official `BasicConv` uses `BatchNorm2d(eps=1e-5, momentum=0.01)`,
+      i.e. Keras momentum 0.99, the default here (not PyTorch's usual 0.1).
+    - Initialisation: the official ResNet training (`MODELS/resnet.py`) draws every
+      convolution kernel from normal(0, sqrt(2 / fan_out)) and zeroes the scale of every
+      BatchNorm whose name contains "SpatialGate", i.e. of the `hw` branch only, so that gate
+      starts at sigmoid(0) = 0.5; both are the defaults here (`spatial_gamma_initializer`).
+      The two channel branches' scales start at one.
+    - `load_torch_weights` reads the root file's names (`cw.conv.conv.weight`, ...) and the
+      `MODELS/` file's names (`ChannelGateH.spatial.conv.weight`, ...).
+
+    Args:
+        kernel_size: odd int, size of the square convolution of every branch. Defaults to `7`.
+        use_spatial: bool, include the (height, width) branch; `False` averages only the two
+            channel branches (the official `no_spatial=True`). Defaults to `True`.
+        synchronized: bool, synchronise the batch statistics across replicas under
+            `tf.distribute`. Defaults to `False`.
+        momentum: float, moving-average momentum of the normalisations in Keras' convention
+            (the official PyTorch momentum 0.01 is Keras' 0.99). Defaults to `0.99`.
+        norm_epsilon: float, epsilon of the normalisations. Defaults to `1e-5`.
+        spatial_gamma_initializer: initializer of the `hw` branch's normalisation scale.
+            Defaults to `"zeros"` (the official training); `"ones"` is PyTorch's default.
+        kernel_initializer: initializer of the (kernel_size, kernel_size, 2, 1) kernels.
+            Defaults to `None`, the official training's normal with std sqrt(2 / fan_out).
+        kernel_regularizer: optional regularizer of those kernels. Defaults to `None`.
+
+    Input shape:
+        `(batch, height, width, channels)`. Integer inputs are cast to the compute dtype.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = keras_recalib.TripletAttention()(x)
+
+    Reference:
+        https://arxiv.org/abs/2010.03045
+    """
+
+    def __init__(
+        self,
+        kernel_size=7,
+        use_spatial=True,
+        synchronized=False,
+        momentum=0.99,
+        norm_epsilon=1e-5,
+        spatial_gamma_initializer="zeros",
+        kernel_initializer=None,
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        # An even kernel with the official padding (k - 1) // 2 shrinks the map by one.
+        self.kernel_size = v.check_int("kernel_size", kernel_size, minimum=1, odd=True)
+        self.use_spatial = v.check_bool("use_spatial", use_spatial)
+        self.synchronized = v.check_bool("synchronized", synchronized)
+        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+        self.norm_epsilon = v.check_float(
+            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
+        )
+        if spatial_gamma_initializer is None:
+            v._fail(
+                "spatial_gamma_initializer", "a Keras initializer, its name or its config", None
+            )
+        self.spatial_gamma_initializer = v.get_initializer(
+            "spatial_gamma_initializer", spatial_gamma_initializer
+        )
+        if kernel_initializer is None:
+            self.kernel_initializer = _official_kernel_initializer()
+        else:
+            self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+
+    @property
+    def branch_names(self):
+        """The official names of the active branches, in the official order."""
+        return ("cw", "hc", "hw") if self.use_spatial else ("cw", "hc")
+
+    def build(self, input_shape):
+        self._check_input_shape(input_shape)
+        # The gates see 2-channel pooled maps only, so float32 under mixed precision is cheap
+        # and keeps the channel mean of large float16 activations from overflowing.
+        for name in self.branch_names:
+            # Official layout (kernel axis 0 along the plane's first axis): input channel 0
+            # filters the max map, channel 1 the mean map.
+            kernel = self.add_weight(
+                name=f"{name}_kernel",
+                shape=(self.kernel_size, self.kernel_size, 2, 1),
+                # A copy each, or the branches would start from the same kernel.
+                initializer=v.fresh_initializer(self.kernel_initializer),
+                regularizer=self.kernel_regularizer,
+                dtype=self._stats_dtype,
+            )
+            gamma = self.spatial_gamma_initializer if name == "hw" else keras.initializers.Ones()
+            bn = keras.layers.BatchNormalization(
+                axis=-1,
+                momentum=self.momentum,
+                epsilon=self.norm_epsilon,
+                synchronized=self.synchronized,
+                gamma_initializer=v.fresh_initializer(gamma),
+                dtype=self._stats_dtype,
+                name=f"{name}_bn",
+            )
+            bn.build((None, None, None, 1))
+            setattr(self, f"{name}_kernel", kernel)
+            setattr(self, f"{name}_bn", bn)
+
+    def branch_gate(self, name, inputs, training=False):
+        """Branch `name`'s gate in the statistics dtype, shaped to broadcast over the input:
+        (batch, 1, width, channels) for `cw`, (batch, height, 1, channels) for `hc`,
+        (batch, height, width, 1) for `hw`."""
+        axis, permutation = _BRANCHES[name]
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        # Z-pool: the max and the mean over the branch's axis (the official order).
+        maximum = tf.reduce_max(x, axis=axis, keepdims=True)
+        mean = tf.reduce_mean(x, axis=axis, keepdims=True)
+        if permutation is not None:
+            maximum = tf.transpose(maximum, permutation)
+            mean = tf.transpose(mean, permutation)
+        kernel = tf.cast(getattr(self, f"{name}_kernel"), x.dtype)
+        bn = getattr(self, f"{name}_bn")
+        if training and self.trainable:
+            logits = bn(_zpool_conv(maximum, mean, kernel), training=True)
+        else:
+            # Inference: the normalisation folded into the kernel and one bias.
+            scale = tf.math.rsqrt(tf.cast(bn.moving_variance, x.dtype) + self.norm_epsilon)
+            scale = scale * tf.cast(bn.gamma, x.dtype)
+            shift = tf.cast(bn.beta, x.dtype) - tf.cast(bn.moving_mean, x.dtype) * scale
+            logits = _zpool_conv(maximum, mean, kernel * scale) + shift
+        gate = tf.sigmoid(logits)
+        if permutation is not None:
+            gate = tf.transpose(gate, permutation)
+        return gate
+
+    def call(self, inputs, training=None):
+        x = self._prepare_input(inputs)
+        training = bool(training)
+        gates = [self.branch_gate(name, x, training=training) for name in self.branch_names]
+        # The official mean of the rotated-back outputs, each term scaled first so that the
+        # partial sums stay within |x| (no float16 overflow).
+        weight = 1.0 / len(gates)
+        output = x * tf.cast(gates[0] * weight, x.dtype)
+        for gate in gates[1:]:
+            # Binary adds rather than tf.add_n: TFLite's ADD_N has no int8 kernel.
+            output = output + x * tf.cast(gate * weight, x.dtype)
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_size": self.kernel_size,
+                "use_spatial": self.use_spatial,
+                "synchronized": self.synchronized,
+                "momentum": self.momentum,
+                "norm_epsilon": self.norm_epsilon,
+                "spatial_gamma_initializer": keras.initializers.serialize(
+                    self.spatial_gamma_initializer
+                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config
