@@ -26,10 +26,21 @@ import keras as _keras
 if _keras.backend.backend() != "tensorflow":
     _refuse_backend(_keras.backend.backend())
 
-from keras_recalib import layers, models
+from keras_recalib import convert, data, export, inspect, layers, models
 from keras_recalib._factory import available, get
 from keras_recalib.layers import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "models", "get", "available", "__version__", *layers.__all__]
+__all__ = [
+    "available",
+    "convert",
+    "data",
+    "export",
+    "get",
+    "inspect",
+    "layers",
+    "models",
+    "__version__",
+    *layers.__all__,
+]

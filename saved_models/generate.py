@@ -1,13 +1,14 @@
 """Regenerates the golden artifacts in saved_models/ (the backward-compatibility promise).
 
-    python saved_models/generate.py            # every artifact
-    python saved_models/generate.py srm se     # only these
+    python saved_models/generate.py                        # every artifact
+    python saved_models/generate.py layer_srm layer_se     # only these
 
-For each entry: a tiny model around one layer (or a small SRM ResNet) with fixed, seeded
-weights, saved as `model.keras`, `saved_model/`, `float32.tflite` and `int8.tflite`, plus
-`data.npz` with inputs and the outputs this release computes. `tests/test_golden.py` loads every
-committed artifact with the current code and must reproduce those outputs. Regenerate only on a
-deliberate format change, and say so in the commit.
+For each entry: a tiny model around one layer with fixed, seeded random weights (or a small
+SRM ResNet trained briefly on the embedded style data), saved as `model.keras`,
+`saved_model/`, `float32.tflite` and `int8.tflite`, plus `data.npz` with inputs and the outputs
+this release computes. `tests/test_golden.py` loads every committed artifact with the current
+code and must reproduce those outputs. Regenerate only on a deliberate format change, and say
+so in the commit.
 """
 
 import json
@@ -58,41 +59,55 @@ def fix_weights(model, seed):
         variable.assign(value.astype(variable.dtype))
 
 
-def layer_model(name, kwargs):
+def noise_images(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, SPATIAL, SPATIAL, 3)) * rng.uniform(0.5, 2.0, (n, 1, 1, 3))
+    return (x + rng.normal(scale=0.5, size=(n, 1, 1, 3))).astype("float32")
+
+
+def style_images(n, seed):
+    return kr.data.style_textures(n, image_size=SPATIAL, seed=seed)[0] / 127.5 - 1.0
+
+
+def layer_entry(name, kwargs, seed):
+    """A 3x3 conv to 8 channels, the layer, a 1x1 conv; fixed random weights."""
     inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
     x = keras.layers.Conv2D(CHANNELS, 3, padding="same", name="stem")(inputs)
     x = kr.get(name, **kwargs)(x)
     outputs = keras.layers.Conv2D(4, 1, name="head")(x)
-    return keras.Model(inputs, outputs, name=f"golden_{name}")
+    model = keras.Model(inputs, outputs, name=f"golden_{name}")
+    fix_weights(model, seed)
+    return model, noise_images
 
 
-def resnet_model():
+def resnet_entry(seed):
+    """A small SRM ResNet trained briefly on the embedded style data, so that its weights and
+    moving statistics are those of a real (if short) training run rather than random."""
     from keras_recalib import models
 
-    return models.cifar_resnet(
-        20, recalibration="srm", num_classes=10, input_shape=(SPATIAL, SPATIAL, 3)
+    model = models.cifar_resnet(
+        8,
+        recalibration="srm",
+        num_classes=len(kr.data.CLASS_NAMES),
+        input_shape=(SPATIAL, SPATIAL, 3),
     )
+    x, y = kr.data.style_textures(512, image_size=SPATIAL, seed=seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x / 127.5 - 1.0, y, batch_size=64, epochs=3, verbose=0, shuffle=False)
+    return model, style_images
 
 
 def entries():
     found = {
-        f"layer_{name}": (lambda n=name, k=kwargs: layer_model(n, k))
+        f"layer_{name}": (lambda seed, n=name, k=kwargs: layer_entry(n, k, seed))
         for name, kwargs in LAYERS.items()
+        if name in kr.available()
     }
-    found = {k: v for k, v in found.items() if k.split("_", 1)[1] in kr.available()}
-    try:
-        from keras_recalib import models  # noqa: F401
-
-        found["srm_cifar_resnet20"] = resnet_model
-    except ImportError:
-        pass
+    found["srm_cifar_resnet8"] = resnet_entry
     return found
-
-
-def images(n, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, SPATIAL, SPATIAL, 3)) * rng.uniform(0.5, 2.0, (n, 1, 1, 3))
-    return (x + rng.normal(scale=0.5, size=(n, 1, 1, 3))).astype("float32")
 
 
 def generate(name, build, seed):
@@ -101,8 +116,7 @@ def generate(name, build, seed):
         shutil.rmtree(target)
     target.mkdir()
     keras.utils.set_random_seed(seed)
-    model = build()
-    fix_weights(model, seed)
+    model, images = build(seed)
     calibration, x = images(64, seed), images(8, seed + 1)
     model.save(target / "model.keras")
     export.export_saved_model(model, target / "saved_model")

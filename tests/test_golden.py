@@ -29,7 +29,7 @@ def test_every_layer_has_a_golden_artifact():
 
 def test_artifacts_stay_small():
     total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
-    assert total < 8 * 2**20, f"saved_models/ holds {total / 2**20:.1f} MiB"
+    assert total < 6 * 2**20, f"saved_models/ holds {total / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("name", NAMES)
