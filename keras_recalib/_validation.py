@@ -8,15 +8,17 @@ instead of deep inside TensorFlow.
 import math
 import numbers
 
+import numpy as np
+
 
 def _fail(name, expected, value):
     raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
 
 
 def check_bool(name, value):
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         _fail(name, "a bool (True or False)", value)
-    return value
+    return bool(value)
 
 
 def check_float(name, value, *, minimum=None, maximum=None, min_inclusive=True):
@@ -56,8 +58,12 @@ def check_choice(name, value, choices):
 
 
 def get_initializer(name, value):
+    """A Keras initializer; `None` is refused (layers whose default is "the official init"
+    handle `None` themselves before calling this)."""
     import keras
 
+    if value is None:
+        _fail(name, "a Keras initializer, its name or its config", value)
     try:
         return keras.initializers.get(value)
     except (ValueError, TypeError):
@@ -77,6 +83,13 @@ def fresh_initializer(initializer):
     """An independent copy of `initializer`, for each variable or sublayer that shares it.
 
     One unseeded Keras initializer instance passed to two sublayers gives both the same draw;
-    a copy rebuilt from its config draws anew (a seeded one stays reproducible).
+    a copy rebuilt from its config draws anew. A seeded initializer stays reproducible, but each
+    copy gets its own seed (seed, seed + 1, ... in the order the copies are made), so two
+    branches never start identical.
     """
-    return type(initializer).from_config(initializer.get_config())
+    config = initializer.get_config()
+    if isinstance(config.get("seed"), numbers.Integral):
+        copies = getattr(initializer, "_keras_recalib_copies", 0)
+        initializer._keras_recalib_copies = copies + 1
+        config["seed"] = int(config["seed"]) + copies
+    return type(initializer).from_config(config)

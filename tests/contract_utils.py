@@ -54,3 +54,11 @@ def tflite_op_names(tflite_model):
 
     interpreter = Interpreter(model_content=tflite_model)
     return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+def batch_norm_ops(layer, channels, training):
+    """Names of Keras BatchNormalization ops in `layer`'s graph (Keras 3 names them
+    `.../batchnorm/...`; there is no FusedBatchNorm op)."""
+    spec = tf.TensorSpec((None, None, None, channels), "float32")
+    graph = tf.function(lambda t: layer(t, training=training)).get_concrete_function(spec).graph
+    return [op.name for op in graph.get_operations() if "/batchnorm/" in op.name]

@@ -8,7 +8,7 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def batch_norm(z, gamma, beta, mean, var, eps, axis=0):
+def batch_norm(z, gamma, beta, mean, var, eps):
     return (z - mean) / np.sqrt(var + eps) * gamma + beta
 
 
