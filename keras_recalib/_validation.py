@@ -93,3 +93,18 @@ def fresh_initializer(initializer):
         initializer._keras_recalib_copies = copies + 1
         config["seed"] = int(config["seed"]) + copies
     return type(initializer).from_config(config)
+
+
+def refuse_inactive(condition, arguments):
+    """Refuses arguments that would have no effect, instead of silently ignoring them.
+
+    Args:
+        condition: what makes them inactive, e.g. "use_batch_norm=False".
+        arguments: name -> (value, default); a value other than its default is an error.
+    """
+    for name, (value, default) in arguments.items():
+        if value != default:
+            raise ValueError(
+                f"Argument `{name}` has no effect with {condition}; leave it at its default "
+                f"({default!r}). Received: {name}={value!r}"
+            )

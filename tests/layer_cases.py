@@ -63,6 +63,10 @@ CASES = [
             ({"momentum": 1.5}, "momentum"),
             ({"norm_epsilon": 0.0}, "norm_epsilon"),
             ({"kernel_initializer": "no_such_initializer"}, "kernel_initializer"),
+            ({"kernel_initializer": None}, "kernel_initializer"),
+            ({"kernel_regularizer": "no_such_regularizer"}, "kernel_regularizer"),
+            ({"use_batch_norm": False, "synchronized": True}, "synchronized"),
+            ({"use_batch_norm": False, "momentum": 0.5}, "momentum"),
         ),
     ),
     LayerCase(

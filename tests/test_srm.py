@@ -117,3 +117,12 @@ def test_synchronized_is_passed_to_batch_norm():
     layer.build((None, 4, 4, 3))
     assert layer.bn.synchronized is True
     assert kr.StyleRecalibration(use_batch_norm=False).get_config()["synchronized"] is False
+
+
+def test_tiny_epsilon_keeps_gradients_finite():
+    layer, _, _ = srm_with_weights(3, unbiased=True, epsilon=1e-50)  # 0 in float32
+    x = tf.constant(np.full((2, 3, 3, 3), 2.0, "float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(layer(x, training=True))
+    assert np.all(np.isfinite(tape.gradient(y, x)))

@@ -49,8 +49,7 @@ def style_pool(x, epsilon, unbiased, dtype):
     mean, var = tf.nn.moments(x, axes=[1, 2])
     if unbiased:
         var = var * bessel_factor(spatial_count(x), dtype)
-    if epsilon > 0:
-        std = tf.sqrt(var + tf.constant(epsilon, dtype))
-    else:
-        std = safe_sqrt(var)
+    # Always the zero-safe root: an epsilon below float32's range (1e-50) adds nothing, and the
+    # select acts on the (batch, channels) statistics only.
+    std = safe_sqrt(var + tf.constant(epsilon, dtype)) if epsilon > 0 else safe_sqrt(var)
     return mean, std

@@ -47,7 +47,8 @@ class StyleRecalibration(RecalibrationLayer):
         momentum: float, moving-average momentum of the normalisation in Keras' convention
             (PyTorch's 0.1 is Keras' 0.9). Defaults to `0.9`.
         norm_epsilon: float, epsilon of the normalisation (PyTorch's default). Defaults to
-            `1e-5`.
+            `1e-5`. `synchronized`, `momentum` and `norm_epsilon` configure the normalisation:
+            with `use_batch_norm=False` they must keep their defaults (a ValueError otherwise).
         kernel_initializer: initializer of the (channels, 2) channel-wise weights. Defaults to
             `"zeros"`.
         kernel_regularizer: optional regularizer of those weights. Defaults to `None`.
@@ -90,6 +91,15 @@ class StyleRecalibration(RecalibrationLayer):
         )
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+        if not self.use_batch_norm:
+            v.refuse_inactive(
+                "use_batch_norm=False",
+                {
+                    "synchronized": (self.synchronized, False),
+                    "momentum": (self.momentum, 0.9),
+                    "norm_epsilon": (self.norm_epsilon, 1e-5),
+                },
+            )
 
     def build(self, input_shape):
         channels = self._check_input_shape(input_shape)
