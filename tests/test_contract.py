@@ -198,9 +198,26 @@ def test_training_step(case, jit_compile):
     stem_before = np.array(model.get_layer("stem").kernel)
     history = model.fit(x, target, batch_size=x.shape[0], epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+    # Gradient flows through the layer to what feeds it...
     assert not np.allclose(stem_before, model.get_layer("stem").kernel)
-    for old, new in zip(before, layer.trainable_weights, strict=True):
-        assert not np.allclose(old, new), f"{new.path} received no update"
+    if not layer.trainable_weights:
+        return
+    # ...and its own weights learn. A bias right before a training-mode batch norm has a zero
+    # gradient by construction (Coordinate Attention's official conv1 has one), so every weight
+    # must be connected with a finite gradient, and the layer's weights as a whole must move.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((model(x, training=True) - target) ** 2)
+    for variable, gradient in zip(
+        layer.trainable_weights, tape.gradient(loss, layer.trainable_weights), strict=True
+    ):
+        assert gradient is not None, f"{variable.path} is not connected to the output"
+        assert np.all(np.isfinite(gradient)), f"{variable.path} has a non-finite gradient"
+    moved = [
+        not np.allclose(old, new) for old, new in zip(before, layer.trainable_weights, strict=True)
+    ]
+    assert sum(moved) >= max(1, len(moved) - 1), (
+        f"only {sum(moved)} of {len(moved)} weights of {layer.name} were updated"
+    )
 
 
 @cases

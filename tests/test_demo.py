@@ -107,8 +107,13 @@ def test_inspect_cli_prints_and_plots(tmp_path, capsys):
     model.save(tmp_path / "m.keras")
     np.savez(tmp_path / "images.npz", x=np.random.default_rng(3).normal(size=(12, 8, 8, 3)))
     code, out, err = run_cli(
-        capsys, "inspect", tmp_path / "m.keras", "--images", tmp_path / "images.npz",
-        "--plot", tmp_path / "gates.png",
+        capsys,
+        "inspect",
+        tmp_path / "m.keras",
+        "--images",
+        tmp_path / "images.npz",
+        "--plot",
+        tmp_path / "gates.png",
     )
     assert code == 0, err
     assert "2 recalibration layers, 12 images" in out
@@ -123,8 +128,24 @@ def test_inspect_cli_prints_and_plots(tmp_path, capsys):
 def test_demo_runs_end_to_end_offline(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, err = run_cli(
-        capsys, "demo", "--out", out, "--samples", "96", "--epochs", "1", "--steps", "2",
-        "--image-size", "16", "--batch-size", "16", "--recalibration", "se",
+        capsys,
+        "demo",
+        "--out",
+        out,
+        "--samples",
+        "96",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "16",
+        "--depth",
+        "8",
+        "--recalibration",
+        "se",
     )
     assert code == 0, err
     rows = json.loads((out / "results.json").read_text())
@@ -153,6 +174,7 @@ def test_demo_runs_end_to_end_offline(tmp_path, capsys):
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--recalibration", "srm,bogus"], "unknown module(s) bogus"),
         (["--depth", "21"], "invalid choice"),
+        (["--samples", "10"], "--samples must be >= 60"),
         (["--data", "{tmp}/missing"], "is not a folder"),
         (["--data", "{tmp}/empty"], "cannot read images"),
         (["--out", "{tmp}/full"], "is not empty; pass --overwrite"),
