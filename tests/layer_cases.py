@@ -88,6 +88,7 @@ CASES = [
             ({"reduction": "4"}, "reduction"),
             ({"bottleneck_channels": 0}, "bottleneck_channels"),
             ({"kernel_initializer": "no_such_initializer"}, "kernel_initializer"),
+            ({"kernel_initializer": None}, "kernel_initializer"),
             ({"kernel_regularizer": "no_such_regularizer"}, "kernel_regularizer"),
         ),
     ),
@@ -97,7 +98,9 @@ CASES = [
         kwargs={},
         input_shape=(2, 5, 6, 16),
         fuzz_channels=(1, 2, 3, 8, 16, 64),
-        fuzz_kwargs={"kernel_size": [None, 1, 3, 5, 9], "gamma": [2.0, 1.0], "beta": [1.0, 0.0]},
+        # gamma and beta act only on the adaptive size (kernel_size=None); explicit sizes are
+        # covered by tests/test_eca.py.
+        fuzz_kwargs={"gamma": [2.0, 1.0], "beta": [1.0, 0.0]},
         bad_kwargs=(
             ({"kernel_size": 4}, "kernel_size"),
             ({"kernel_size": 0}, "kernel_size"),
@@ -106,7 +109,10 @@ CASES = [
             ({"gamma": 0.0}, "gamma"),
             ({"gamma": "two"}, "gamma"),
             ({"beta": float("nan")}, "beta"),
+            ({"kernel_size": 3, "gamma": 1.0}, "gamma"),
             ({"kernel_initializer": "no_such_initializer"}, "kernel_initializer"),
+            ({"kernel_initializer": None}, "kernel_initializer"),
+            ({"kernel_regularizer": "no_such_regularizer"}, "kernel_regularizer"),
         ),
     ),
     LayerCase(
@@ -117,9 +123,9 @@ CASES = [
         fuzz_channels=(1, 3, 8, 16),
         fuzz_kwargs={
             "reduction": [2, 4, 16],
+            # Not `use_spatial`: with False, a non-default spatial_kernel_size is refused.
             "spatial_kernel_size": [1, 3, 7],
             "pool_types": [["avg", "max"], ["avg"], ["max", "lp", "lse"]],
-            "use_spatial": [True, False],
         },
         bad_kwargs=(
             ({"reduction": 0}, "reduction"),
@@ -135,6 +141,11 @@ CASES = [
             ({"momentum": 1.5}, "momentum"),
             ({"norm_epsilon": 0.0}, "norm_epsilon"),
             ({"spatial_gamma_initializer": "no_such_init"}, "spatial_gamma_initializer"),
+            ({"spatial_gamma_initializer": None}, "spatial_gamma_initializer"),
+            ({"kernel_initializer": None}, "kernel_initializer"),
+            ({"kernel_regularizer": "no_such_regularizer"}, "kernel_regularizer"),
+            ({"use_spatial": False, "spatial_kernel_size": 3}, "spatial_kernel_size"),
+            ({"use_spatial": False, "synchronized": True}, "synchronized"),
         ),
     ),
     LayerCase(
@@ -213,7 +224,13 @@ CASES = [
             ({"momentum": -0.1}, "momentum"),
             ({"norm_epsilon": 0.0}, "norm_epsilon"),
             ({"spatial_gamma_initializer": "no_such_init"}, "spatial_gamma_initializer"),
+            ({"spatial_gamma_initializer": None}, "spatial_gamma_initializer"),
+            (
+                {"use_spatial": False, "spatial_gamma_initializer": "ones"},
+                "spatial_gamma_initializer",
+            ),
             ({"kernel_initializer": "no_such_initializer"}, "kernel_initializer"),
+            ({"kernel_regularizer": "no_such_regularizer"}, "kernel_regularizer"),
         ),
     ),
     LayerCase(
@@ -228,7 +245,10 @@ CASES = [
             ({"groups": 2.5}, "groups"),
             ({"groups": "4"}, "groups"),
             ({"weight_initializer": "no_such_initializer"}, "weight_initializer"),
+            ({"weight_initializer": None}, "weight_initializer"),
             ({"bias_initializer": "no_such_initializer"}, "bias_initializer"),
+            ({"bias_initializer": None}, "bias_initializer"),
+            ({"weight_regularizer": "no_such_regularizer"}, "weight_regularizer"),
             ({"bias_regularizer": "no_such_regularizer"}, "bias_regularizer"),
         ),
     ),
@@ -241,6 +261,7 @@ CASES = [
         fuzz_kwargs={"e_lambda": [1e-4, 0.1]},
         bad_kwargs=(
             ({"e_lambda": 0.0}, "e_lambda"),
+            ({"e_lambda": 1e-12}, "e_lambda"),
             ({"e_lambda": -1.0}, "e_lambda"),
             ({"e_lambda": "small"}, "e_lambda"),
             ({"e_lambda": float("nan")}, "e_lambda"),
@@ -269,6 +290,10 @@ CASES = [
             ({"momentum": 1.5}, "momentum"),
             ({"norm_epsilon": 0.0}, "norm_epsilon"),
             ({"kernel_initializer": "no_such_initializer"}, "kernel_initializer"),
+            ({"kernel_initializer": None}, "kernel_initializer"),
+            ({"kernel_regularizer": "no_such_regularizer"}, "kernel_regularizer"),
+            ({"synchronized": True}, "synchronized"),
+            ({"reduction": 4}, "reduction"),
         ),
     ),
     LayerCase(

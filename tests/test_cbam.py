@@ -197,6 +197,34 @@ def test_errors(kwargs, name, expected):
         kr.ConvBlockAttention(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"spatial_kernel_size": 3},
+        {"synchronized": True},
+        {"momentum": 0.9},
+        {"norm_epsilon": 1e-3},
+        {"spatial_gamma_initializer": "ones"},
+    ],
+)
+def test_spatial_arguments_need_the_spatial_gate(kwargs):
+    (name,) = kwargs
+    pattern = rf"`{name}` has no effect with use_spatial=False.*Received: {name}="
+    with pytest.raises(ValueError, match=pattern):
+        kr.ConvBlockAttention(use_spatial=False, **kwargs)
+    config = kr.ConvBlockAttention(use_spatial=False).get_config()
+    assert kr.ConvBlockAttention.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match=pattern):
+        kr.ConvBlockAttention.from_config({**config, **kwargs})
+    built_cbam(8, **kwargs)  # active with the spatial gate
+
+
+def test_initializers_refuse_none():
+    for name in ("spatial_gamma_initializer", "kernel_initializer"):
+        with pytest.raises(ValueError, match=rf"`{name}` must be a Keras initializer.*=None"):
+            kr.ConvBlockAttention(**{name: None})
+
+
 # --- PyTorch weights ---------------------------------------------------------------------------
 
 

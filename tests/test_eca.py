@@ -54,7 +54,7 @@ def test_explicit_kernel_size_overrides_the_adaptive_one():
 
 
 @pytest.mark.parametrize(
-    "channels,kernel_size", [(6, 1), (6, 3), (6, 5), (3, 7), (1, 3), (16, None)]
+    "channels,kernel_size", [(6, 1), (6, 3), (6, 5), (3, 5), (1, 1), (16, None)]
 )
 @pytest.mark.parametrize("training", [False, True])
 def test_matches_numpy_reference(channels, kernel_size, training):
@@ -86,6 +86,34 @@ def test_factory_name():
 def test_errors(kwargs, name, expected):
     with pytest.raises(ValueError, match=rf"`{name}` must be {expected}\. Received: {name}="):
         kr.EfficientChannelAttention(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"gamma": 1.0}, {"beta": 0.0}, {"gamma": 1, "beta": 2}])
+def test_gamma_and_beta_need_the_adaptive_size(kwargs):
+    name = next(iter(kwargs))
+    pattern = rf"`{name}` has no effect with an explicit kernel_size.*Received: {name}="
+    with pytest.raises(ValueError, match=pattern):
+        kr.EfficientChannelAttention(kernel_size=3, **kwargs)
+    config = kr.EfficientChannelAttention(kernel_size=3).get_config()
+    assert kr.EfficientChannelAttention.from_config(config).kernel_size == 3
+    with pytest.raises(ValueError, match=pattern):
+        kr.EfficientChannelAttention.from_config({**config, **kwargs})
+    # The defaults, given explicitly, and the adaptive size with any gamma and beta are fine.
+    kr.EfficientChannelAttention(kernel_size=3, gamma=2, beta=1.0)
+    kr.EfficientChannelAttention(**kwargs)
+
+
+def test_kernel_longer_than_the_channels_reach_is_refused_at_build():
+    # 3 channels: offsets -2 .. 2, so at most 5 taps.
+    kr.EfficientChannelAttention(kernel_size=5).build((None, None, None, 3))
+    with pytest.raises(ValueError, match=r"at most 2 \* channels - 1 = 5.*Received: kernel_size=7"):
+        kr.EfficientChannelAttention(kernel_size=7).build((None, None, None, 3))
+    # The adaptive size from a small gamma: 2 channels give (1 + 1) / 0.25 = 8 -> 9 > 3.
+    with pytest.raises(
+        ValueError,
+        match=r"adaptive size from gamma=0.25, beta=1.0 is 9.*Received: kernel_size=None",
+    ):
+        kr.EfficientChannelAttention(gamma=0.25)(random_inputs((1, 2, 2, 2)))
 
 
 # --- PyTorch weights ---------------------------------------------------------------------------

@@ -58,9 +58,9 @@ def nearest(g, h, w):
     return g[:, rows][:, :, cols]
 
 
-def conv1x1(z, conv):
-    kernel, bias = (np.asarray(w, np.float64) for w in conv.weights)
-    return z @ kernel[0, 0] + bias
+def dense(z, kernel, bias):
+    """A fully connected layer at every position (a 1x1 convolution)."""
+    return z @ np.asarray(kernel, np.float64) + np.asarray(bias, np.float64)
 
 
 def ge_reference(layer, x, training):
@@ -86,7 +86,8 @@ def ge_reference(layer, x, training):
             if i < n - 1 or layer.use_mlp:
                 g = np.maximum(g, 0)
     if layer.use_mlp:
-        g = conv1x1(np.maximum(conv1x1(g, layer.mlp_fc1), 0), layer.mlp_fc2)
+        hidden = np.maximum(dense(g, layer.fc1_kernel, layer.fc1_bias), 0)
+        g = dense(hidden, layer.fc2_kernel, layer.fc2_bias)
     return x * nearest(sigmoid(g), h, w)
 
 
@@ -188,8 +189,47 @@ def test_parametric_global_in_a_fixed_size_model_exports_to_tflite(tmp_path):
 def test_extent_is_normalised_and_serialised():
     assert kr.GatherExcite(extent="GLOBAL").get_config()["extent"] == "global"
     assert kr.GatherExcite(extent=4).get_config()["extent"] == 4
+    extent = kr.GatherExcite(extent=np.int64(4)).get_config()["extent"]
+    assert extent == 4 and type(extent) is int
     with pytest.raises(ValueError, match=r"`extent`.*Received: extent=True"):
         kr.GatherExcite(extent=True)
+    with pytest.raises(ValueError, match=r"`extent`.*Received: extent=np.int64\(6\)"):
+        kr.GatherExcite(extent=np.int64(6))
+
+
+@pytest.mark.parametrize(
+    "kwargs,name,reason",
+    [
+        ({"synchronized": True}, "synchronized", "parametric=False"),
+        ({"momentum": 0.99, "use_mlp": True}, "momentum", "parametric=False"),
+        ({"norm_epsilon": 1e-3, "extent": 2}, "norm_epsilon", "parametric=False"),
+        ({"reduction": 4, "parametric": True}, "reduction", "use_mlp=False"),
+        ({"kernel_initializer": "glorot_uniform"}, "kernel_initializer", "parametric=False and"),
+        ({"kernel_regularizer": "l2", "extent": 4}, "kernel_regularizer", "parametric=False and"),
+    ],
+)
+def test_arguments_without_effect_are_refused(kwargs, name, reason):
+    pattern = rf"`{name}` has no effect with {reason}.*Received: {name}="
+    with pytest.raises(ValueError, match=pattern):
+        kr.GatherExcite(**kwargs)
+    # Through a config too: get_config holds the defaults of the inactive arguments.
+    config = kr.GatherExcite(**{k: v for k, v in kwargs.items() if k != name}).get_config()
+    kr.GatherExcite.from_config(config)
+    config[name] = kwargs[name]
+    with pytest.raises(ValueError, match=pattern):
+        kr.GatherExcite.from_config(config)
+
+
+def test_active_arguments_are_accepted():
+    layer = kr.GatherExcite(
+        parametric=True, use_mlp=True, reduction=4, momentum=0.99, synchronized=True
+    )
+    assert kr.GatherExcite.from_config(layer.get_config()).get_config() == layer.get_config()
+    kr.GatherExcite(use_mlp=True, kernel_initializer="glorot_uniform", kernel_regularizer="l2")
+    kr.GatherExcite(parametric=True, kernel_initializer="glorot_uniform")
+    # The defaults, given explicitly or as the config dict get_config wrote, are no conflict.
+    he_normal = keras.initializers.serialize(keras.initializers.HeNormal())
+    kr.GatherExcite(momentum=0.9, reduction=16, kernel_initializer=he_normal)
 
 
 # --- PyTorch parity ------------------------------------------------------------------------------
@@ -310,7 +350,8 @@ def test_local_extents_match_pytorch(extent, parametric, use_mlp, train):
     state = random_state(module, seed=4)
     x = random_inputs((3, 7, 10, channels), seed=5)
     expected = run_torch(torch, module, state, x, train)
-    layer = kr.GatherExcite(extent=extent, parametric=parametric, use_mlp=use_mlp, reduction=4)
+    mlp = {"use_mlp": True, "reduction": 4} if use_mlp else {}
+    layer = kr.GatherExcite(extent=extent, parametric=parametric, **mlp)
     layer.build((None, None, None, channels))
     load_torch_weights(layer, state)
     np.testing.assert_allclose(layer(x, training=train), expected, rtol=1e-5, atol=1e-5)

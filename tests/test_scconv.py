@@ -8,7 +8,7 @@ from contract_utils import random_inputs
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-from keras_recalib.layers.scconv import _nearest_indices
+from keras_recalib.layers._ops import nearest_indices
 
 # --- an independent NumPy reference (NHWC, float64) --------------------------------------------
 
@@ -145,8 +145,12 @@ def test_matches_numpy_reference(shape, kwargs, training):
 
 def test_nearest_indices_follow_pytorch_not_tf_resize():
     # 14 -> 3 (pooling_r=4) -> 14: PyTorch takes floor(dst * 3 / 14).
-    np.testing.assert_array_equal(_nearest_indices(3, 14), [0] * 5 + [1] * 5 + [2] * 4)
-    np.testing.assert_array_equal(_nearest_indices(1, 7), [0] * 7)
+    np.testing.assert_array_equal(nearest_indices(3, 14), [0] * 5 + [1] * 5 + [2] * 4)
+    np.testing.assert_array_equal(nearest_indices(1, 7), [0] * 7)
+    # Dynamic sizes give the same indices as tensors.
+    np.testing.assert_array_equal(
+        nearest_indices(tf.constant(3), tf.constant(14)), [0] * 5 + [1] * 5 + [2] * 4
+    )
     column = tf.reshape(tf.range(3, dtype=tf.float32), (1, 3, 1, 1))
     tf_resized = tf.image.resize(column, (14, 1), method="nearest")[0, :, 0, 0]
     assert not np.array_equal(tf_resized, [0] * 5 + [1] * 5 + [2] * 4)
@@ -198,6 +202,9 @@ def test_channel_layout_and_parameter_count():
     assert tuple(layer.k2_conv.kernel.shape) == (3, 3, 4, 4)
     assert tuple(layer.k3_conv.kernel.shape) == (3, 3, 4, 4)
     assert tuple(layer.k4_conv.kernel.shape) == (3, 3, 4, 3)
+    # The docstring's count, C = 8 and F = 6: 9C^2/2 + 9CF/2 + 2(C + F).
+    trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert trainable == 9 * 64 // 2 + 9 * 8 * 6 // 2 + 2 * (8 + 6)
     square = kr.SelfCalibratedConv2D()
     square.build((None, None, None, 8))
     # A plain bias-free 3x3 conv C -> C (9C^2) plus four BNs (4C).

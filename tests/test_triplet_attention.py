@@ -153,6 +153,24 @@ def test_even_kernel_size_and_missing_gamma_initializer_are_refused():
         kr.TripletAttention(spatial_gamma_initializer=None)
 
 
+def test_spatial_gamma_initializer_needs_the_spatial_branch():
+    pattern = r"`spatial_gamma_initializer` has no effect with use_spatial=False.*Received: "
+    with pytest.raises(ValueError, match=pattern + "spatial_gamma_initializer='ones'"):
+        kr.TripletAttention(use_spatial=False, spatial_gamma_initializer="ones")
+    layer = kr.TripletAttention(use_spatial=False, spatial_gamma_initializer="zeros")
+    config = layer.get_config()
+    assert kr.TripletAttention.from_config(config).get_config() == config
+    config["spatial_gamma_initializer"] = "ones"
+    with pytest.raises(ValueError, match=pattern):
+        kr.TripletAttention.from_config(config)
+
+
+def test_kernel_initializer_none_is_the_official_fan_out_normal():
+    init = kr.TripletAttention(kernel_initializer=None).kernel_initializer
+    assert (init.scale, init.mode, init.distribution) == (2.0, "fan_out", "untruncated_normal")
+    assert kr.TripletAttention(kernel_initializer="ones").kernel_initializer.get_config() == {}
+
+
 def test_frozen_layer_runs_in_inference_mode():
     layer = built_triplet(4)
     load_torch_weights(layer, random_state(7))

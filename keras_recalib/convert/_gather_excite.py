@@ -4,10 +4,9 @@ MLP)."""
 import numpy as np
 
 from keras_recalib.convert._state import (
-    conv_kernel,
     load_batch_norm,
+    load_excitation,
     register_loader,
-    torch_conv_shape,
 )
 from keras_recalib.layers.gather_excite import GatherExcite
 
@@ -17,12 +16,6 @@ def _load_depthwise(conv, state, key):
     kh, kw, channels, _ = conv.kernel.shape
     value = state.get(key, (channels, 1, kh, kw))
     state.assign(conv.kernel, None if value is None else np.transpose(value, (2, 3, 0, 1)))
-
-
-def _load_conv(conv, state, key):
-    value = state.get(key + ".weight", torch_conv_shape(conv.kernel.shape))
-    state.assign(conv.kernel, conv_kernel(value))
-    state.assign(conv.bias, state.get(key + ".bias", tuple(conv.bias.shape)))
 
 
 @register_loader(GatherExcite)
@@ -47,5 +40,4 @@ def load_gather_excite(layer, state):
             load_batch_norm(bn, state.child(f"gather.norm{i + 1}."))
     if layer.use_mlp:
         # timm's ConvMlp names (the official prototxt's excite/1x1_down and excite/1x1_up).
-        _load_conv(layer.mlp_fc1, state, "mlp.fc1")
-        _load_conv(layer.mlp_fc2, state, "mlp.fc2")
+        load_excitation(layer, state, "mlp.fc1", "mlp.fc2", conv_layout=True)

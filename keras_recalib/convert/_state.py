@@ -116,3 +116,20 @@ def torch_conv_shape(kernel_shape):
 def linear_kernel(value):
     """PyTorch Linear weight (out, in) -> Keras Dense kernel (in, out)."""
     return None if value is None else np.transpose(value)
+
+
+def _load_linear(state, key, kernel, bias, conv_layout):
+    """A PyTorch Linear `key.weight` (out, in), or a 1x1 Conv2d (out, in, 1, 1), and its bias,
+    into an (in, out) kernel and an (out,) bias."""
+    cin, cout = kernel.shape
+    shape = (cout, cin, 1, 1) if conv_layout else (cout, cin)
+    value = state.get(key + ".weight", shape)
+    state.assign(kernel, None if value is None else linear_kernel(value.reshape(cout, cin)))
+    state.assign(bias, state.get(key + ".bias", (cout,)))
+
+
+def load_excitation(layer, state, first, second, conv_layout=False):
+    """The two layers of a bottleneck MLP (`layers._ops.ExcitationMLP`): PyTorch modules
+    `first` and `second`, Linear or (with `conv_layout`) 1x1 Conv2d, with biases."""
+    _load_linear(state, first, layer.fc1_kernel, layer.fc1_bias, conv_layout)
+    _load_linear(state, second, layer.fc2_kernel, layer.fc2_bias, conv_layout)

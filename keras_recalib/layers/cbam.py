@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import ExcitationMLP, refuse_inactive, z_pool, zpool_gate
 from keras_recalib.layers._stats import safe_sqrt
-from keras_recalib.layers.squeeze_excite import ExcitationMLP
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
 
@@ -70,16 +70,19 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
         spatial_kernel_size: odd int, size of the spatial gate's square filter. Defaults to `7`.
         pool_types: list of the channel gate's poolings, among `"avg"`, `"max"`, `"lp"`,
             `"lse"`. Defaults to `("avg", "max")`.
-        use_spatial: bool, apply the spatial gate after the channel gate. Defaults to `True`.
+        use_spatial: bool, apply the spatial gate after the channel gate. With `False` the
+            spatial gate's arguments (`spatial_kernel_size`, `synchronized`, `momentum`,
+            `norm_epsilon`, `spatial_gamma_initializer`) have no effect and must keep their
+            defaults (a `ValueError` otherwise). Defaults to `True`.
         synchronized: bool, synchronise the spatial BatchNorm's batch statistics across
             replicas under `tf.distribute`. Defaults to `False`.
         momentum: float, moving-average momentum of the spatial BatchNorm in Keras' convention.
             Defaults to `0.99` (the official PyTorch momentum 0.01).
         norm_epsilon: float, epsilon of the spatial BatchNorm. Defaults to `1e-5`.
-        spatial_gamma_initializer: initializer of the spatial BatchNorm's scale. Defaults to
-            `"zeros"`.
-        kernel_initializer: initializer of the MLP's weight matrices and of the spatial filter.
-            Defaults to `"glorot_uniform"`.
+        spatial_gamma_initializer: initializer of the spatial BatchNorm's scale (not `None`).
+            Defaults to `"zeros"`.
+        kernel_initializer: initializer of the MLP's weight matrices and of the spatial filter
+            (not `None`). Defaults to `"glorot_uniform"`.
         kernel_regularizer: optional regularizer of those weights. Defaults to `None`.
 
     Input shape:
@@ -132,10 +135,20 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
         )
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+        if not self.use_spatial:
+            refuse_inactive(
+                ConvBlockAttention,
+                "use_spatial=False",
+                spatial_kernel_size=spatial_kernel_size,
+                synchronized=synchronized,
+                momentum=momentum,
+                norm_epsilon=norm_epsilon,
+                spatial_gamma_initializer=spatial_gamma_initializer,
+            )
 
     def build(self, input_shape):
         channels = self._check_input_shape(input_shape)
-        self._build_excitation(channels)
+        self._build_excitation(channels, self.bottleneck_channels)
         self.spatial_kernel = None
         self.spatial_bn = None
         if self.use_spatial:
@@ -185,33 +198,10 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
     def spatial_gate(self, inputs, training=False):
         """The (batch, height, width, 1) spatial gate in [0, 1], in the statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        maximum = tf.reduce_max(x, axis=-1, keepdims=True)
-        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        # Official ChannelPool: the channel max and mean, as two maps (see `zpool_conv`).
+        maximum, mean = z_pool(x, -1)
         kernel = tf.cast(self.spatial_kernel, x.dtype)
-        if training and self.trainable:
-            logits = self._spatial_conv(maximum, mean, kernel)
-            return tf.sigmoid(self.spatial_bn(logits, training=True))
-        # Inference: the normalisation folded into the filter and one bias.
-        scale, shift = self._folded_norm(x.dtype)
-        return tf.sigmoid(self._spatial_conv(maximum, mean, kernel * scale) + shift)
-
-    @staticmethod
-    def _spatial_conv(maximum, mean, kernel):
-        """The official conv over [max; mean], as two single-input convolutions summed.
-
-        A concatenation would share one scale in int8 TFLite, where the channel mean, much
-        narrower than the max, would lose its precision. "SAME" with an odd kernel pads
-        (k - 1) // 2 zeros on each side, as the official code.
-        """
-        return tf.nn.conv2d(maximum, kernel[:, :, :1], 1, "SAME") + tf.nn.conv2d(
-            mean, kernel[:, :, 1:], 1, "SAME"
-        )
-
-    def _folded_norm(self, dtype):
-        bn = self.spatial_bn
-        scale = tf.math.rsqrt(tf.cast(bn.moving_variance, dtype) + self.norm_epsilon)
-        scale = scale * tf.cast(bn.gamma, dtype)
-        return scale, tf.cast(bn.beta, dtype) - tf.cast(bn.moving_mean, dtype) * scale
+        return zpool_gate(maximum, mean, kernel, self.spatial_bn, training and self.trainable)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)

@@ -11,13 +11,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer, reduced_width
-
-
-def _official_kernel_initializer():
-    # mbv2_ca.py `_initialize_weights`: normal(0, sqrt(2 / (kh * kw * out_channels))).
-    return keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal"
-    )
+from keras_recalib.layers._ops import initializer_or_fan_out
 
 
 def hard_swish(x):
@@ -98,10 +92,8 @@ class CoordinateAttention(RecalibrationLayer):
         self.norm_epsilon = v.check_float(
             "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
         )
-        if kernel_initializer is None:
-            self.kernel_initializer = _official_kernel_initializer()
-        else:
-            self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        # mbv2_ca.py `_initialize_weights`: normal(0, sqrt(2 / (kh * kw * out_channels))).
+        self.kernel_initializer = initializer_or_fan_out("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
 
     def _conv(self, filters, name):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import refuse_inactive
 
 
 def adaptive_kernel_size(channels, gamma=2.0, beta=1.0):
@@ -43,13 +44,18 @@ class EfficientChannelAttention(RecalibrationLayer):
     - The convolution runs as a 2-D convolution over a `(batch, 1, channels, 1)` view of the
       channel means, which converts to a TFLite built-in.
 
+    - A kernel longer than 2C - 1 would have taps that never reach a channel; such a size,
+      given or adaptive, is refused when the layer is built.
+
     Args:
-        kernel_size: optional odd int >= 1, the number of neighbouring channels each gate sees;
-            `None` chooses it from the channel count. Defaults to `None`.
-        gamma: float > 0, the adaptive size's slope parameter. Defaults to `2`.
-        beta: float, the adaptive size's offset parameter. Defaults to `1`.
-        kernel_initializer: initializer of the `k` convolution weights. Defaults to
-            `"glorot_uniform"`.
+        kernel_size: optional odd int >= 1, the number of neighbouring channels each gate sees,
+            at most 2C - 1; `None` chooses it from the channel count. Defaults to `None`.
+        gamma: float > 0, the adaptive size's slope parameter; only with `kernel_size=None`
+            (a `ValueError` otherwise, unless it keeps its default). Defaults to `2`.
+        beta: float, the adaptive size's offset parameter; only with `kernel_size=None`, like
+            `gamma`. Defaults to `1`.
+        kernel_initializer: initializer of the `k` convolution weights (not `None`). Defaults
+            to `"glorot_uniform"`.
         kernel_regularizer: optional regularizer of those weights. Defaults to `None`.
 
     Input shape:
@@ -84,12 +90,32 @@ class EfficientChannelAttention(RecalibrationLayer):
         self.beta = v.check_float("beta", beta)
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+        if self.kernel_size is not None:
+            refuse_inactive(
+                EfficientChannelAttention,
+                "an explicit kernel_size (gamma and beta only shape the adaptive size)",
+                gamma=gamma,
+                beta=beta,
+            )
 
     def build(self, input_shape):
         channels = self._check_input_shape(input_shape)
         self.resolved_kernel_size = self.kernel_size or adaptive_kernel_size(
             channels, self.gamma, self.beta
         )
+        longest = 2 * channels - 1
+        if self.resolved_kernel_size > longest:
+            adaptive = ""
+            if self.kernel_size is None:
+                adaptive = (
+                    f" (the adaptive size from gamma={self.gamma}, beta={self.beta} is "
+                    f"{self.resolved_kernel_size})"
+                )
+            raise ValueError(
+                f"Argument `kernel_size` must be at most 2 * channels - 1 = {longest} for "
+                f"{channels} channels{adaptive}: a longer kernel has taps that never reach a "
+                f"channel. Received: kernel_size={self.kernel_size}"
+            )
         # Official layout: `conv.weight[0, 0, :]`, applied as a cross-correlation.
         self.kernel = self.add_weight(
             name="kernel",

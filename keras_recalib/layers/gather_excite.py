@@ -9,30 +9,24 @@ local extents follow timm (`timm/layers/gather_excite.py`).
 """
 
 import math
+import numbers
 
 import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
-from keras_recalib.layers._base import RecalibrationLayer, reduced_width
+from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import (
+    ExcitationMLP,
+    axis_size,
+    pad_spatial,
+    refuse_inactive,
+    resize,
+    torch_padding,
+)
 
-
-def nearest_resize(x, size):
-    """Nearest-neighbour resize of an NHWC tensor to `size` = (height, width), as PyTorch's
-    default `F.interpolate` computes it: source index floor(dst * (in / out)) in float32.
-
-    Built from gathers, which (unlike ResizeNearestNeighbor's gradient) compile under XLA and
-    convert to TFLite built-in ops.
-    """
-    shape = tf.shape(x)
-    x = tf.gather(x, _nearest_indices(shape[1], size[0]), axis=1)
-    return tf.gather(x, _nearest_indices(shape[2], size[1]), axis=2)
-
-
-def _nearest_indices(size_in, size_out):
-    scale = tf.cast(size_in, "float32") / tf.cast(size_out, "float32")
-    index = tf.floor(tf.cast(tf.range(size_out), "float32") * scale)
-    return tf.minimum(tf.cast(index, "int32"), size_in - 1)
+# The local gather's depthwise convolutions (timm): 3x3, stride 2, PyTorch padding 1.
+_LOCAL_KERNEL, _LOCAL_STRIDE = 3, 2
 
 
 def _check_extent(extent):
@@ -40,7 +34,7 @@ def _check_extent(extent):
         return "global"
     if (
         not isinstance(extent, bool)
-        and isinstance(extent, int)
+        and isinstance(extent, numbers.Integral)
         and extent >= 2
         and extent & (extent - 1) == 0
     ):
@@ -52,7 +46,7 @@ def _check_extent(extent):
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
-class GatherExcite(RecalibrationLayer):
+class GatherExcite(ExcitationMLP, RecalibrationLayer):
     """Gather-Excite (GE): gates from context gathered over a spatial extent.
 
     The gather step summarises each channel over a neighbourhood: the whole map
@@ -69,10 +63,10 @@ class GatherExcite(RecalibrationLayer):
       needs a static height and width. Extent e: log2(e) depthwise 3x3 stride-2 convolutions
       (padding 1), each followed by batch normalisation, with ReLU between them (timm).
     - GE-θ⁺ (`parametric=True, use_mlp=True`): GE-θ followed by ReLU and an SE-like bottleneck
-      (1x1 convolutions C -> C // reduction -> C with biases and a ReLU between), as in the
-      official `RN50-GEPP` prototxt. timm feeds the last normalisation to the MLP without the
-      ReLU. `use_mlp=True` with `parametric=False` gives timm's SE-like GE variant (for the
-      global extent, Squeeze-and-Excitation).
+      (1x1 convolutions C -> C // reduction -> C with biases and a ReLU between: SE's MLP at
+      every position of the context), as in the official `RN50-GEPP` prototxt. timm feeds the
+      last normalisation to the MLP without the ReLU. `use_mlp=True` with `parametric=False`
+      gives timm's SE-like GE variant (for the global extent, Squeeze-and-Excitation).
 
     Where the sources differ: the gather convolutions have no bias (official prototxts, timm);
     the SRM repository's `GELayer` has one, which the batch normalisation makes redundant:
@@ -80,22 +74,28 @@ class GatherExcite(RecalibrationLayer):
     The official MLP initialises its kernels with a Gaussian of std 0.01 and the gather
     convolutions with MSRA (He) fillers; here `kernel_initializer` (He normal) covers both.
 
+    Arguments that only act on a part the configuration lacks must keep their defaults (a
+    `ValueError` otherwise): `synchronized`, `momentum` and `norm_epsilon` need
+    `parametric=True`, `reduction` needs `use_mlp=True`, and `kernel_initializer` and
+    `kernel_regularizer` need either.
+
     Args:
-        extent: `"global"` or a power of 2 >= 2, the gather extent ratio. Defaults to
-            `"global"`.
+        extent: `"global"` or a power of 2 >= 2 (any integer type), the gather extent ratio.
+            Defaults to `"global"`.
         parametric: bool, learn the gather (GE-θ) instead of average pooling (GE-θ⁻).
             Defaults to `False`.
         use_mlp: bool, add the SE-like bottleneck to the excite step (GE-θ⁺ when parametric).
             Defaults to `False`.
         reduction: int, bottleneck reduction of the MLP (width `channels // reduction`, at
-            least 1). Defaults to `16`.
+            least 1); only with `use_mlp=True`. Defaults to `16`.
         synchronized: bool, synchronise the batch statistics of the gather's normalisation
-            across replicas under `tf.distribute`. Defaults to `False`.
+            across replicas under `tf.distribute`; only with `parametric=True`. Defaults to
+            `False`.
         momentum: float, moving-average momentum of the normalisation in Keras' convention
-            (PyTorch's 0.1 is Keras' 0.9). Defaults to `0.9`.
-        norm_epsilon: float, epsilon of the normalisation (PyTorch's default). Defaults to
-            `1e-5`.
-        kernel_initializer: initializer of the gather and MLP convolution kernels. Defaults
+            (PyTorch's 0.1 is Keras' 0.9); only with `parametric=True`. Defaults to `0.9`.
+        norm_epsilon: float, epsilon of the normalisation (PyTorch's default); only with
+            `parametric=True`. Defaults to `1e-5`.
+        kernel_initializer: initializer of the gather and MLP kernels (not `None`). Defaults
             to `"he_normal"`.
         kernel_regularizer: optional regularizer of those kernels. Defaults to `None`.
 
@@ -143,6 +143,23 @@ class GatherExcite(RecalibrationLayer):
         )
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+        if not self.parametric:
+            refuse_inactive(
+                GatherExcite,
+                "parametric=False",
+                synchronized=synchronized,
+                momentum=momentum,
+                norm_epsilon=norm_epsilon,
+            )
+        if not self.use_mlp:
+            refuse_inactive(GatherExcite, "use_mlp=False", reduction=reduction)
+        if not (self.parametric or self.use_mlp):
+            refuse_inactive(
+                GatherExcite,
+                "parametric=False and use_mlp=False",
+                kernel_initializer=kernel_initializer,
+                kernel_regularizer=kernel_regularizer,
+            )
 
     @property
     def _global(self):
@@ -164,15 +181,18 @@ class GatherExcite(RecalibrationLayer):
                         f"size. Received: input_shape={tuple(input_shape)}"
                     )
                 self.gather_size = (int(height), int(width))
-                kernels = [self.gather_size]
+                kernels, strides = [self.gather_size], 1
+                self._gather_pad, padding = 0, "valid"
             else:
-                kernels = [(3, 3)] * int(math.log2(self.extent))
+                kernels = [(_LOCAL_KERNEL, _LOCAL_KERNEL)] * int(math.log2(self.extent))
+                strides = _LOCAL_STRIDE
+                self._gather_pad, padding = torch_padding(_LOCAL_KERNEL, _LOCAL_STRIDE)
             for i, kernel in enumerate(kernels, start=1):
                 suffix = "" if self._global else str(i)
                 conv = keras.layers.DepthwiseConv2D(
                     kernel,
-                    strides=1 if self._global else 2,
-                    padding="valid",
+                    strides=strides,
+                    padding=padding,
                     use_bias=False,
                     depthwise_initializer=v.fresh_initializer(self.kernel_initializer),
                     depthwise_regularizer=self.kernel_regularizer,
@@ -191,28 +211,8 @@ class GatherExcite(RecalibrationLayer):
                 bn.build((None, None, None, channels))
                 self.gather_convs.append(conv)
                 self.gather_bns.append(bn)
-        self.mlp_fc1 = self.mlp_fc2 = None
         if self.use_mlp:
-            hidden = reduced_width(channels, self.reduction)
-            self.mlp_fc1 = keras.layers.Conv2D(
-                hidden,
-                1,
-                activation="relu",
-                kernel_initializer=v.fresh_initializer(self.kernel_initializer),
-                kernel_regularizer=self.kernel_regularizer,
-                dtype=self._stats_dtype,
-                name="mlp_fc1",
-            )
-            self.mlp_fc1.build((None, None, None, channels))
-            self.mlp_fc2 = keras.layers.Conv2D(
-                channels,
-                1,
-                kernel_initializer=v.fresh_initializer(self.kernel_initializer),
-                kernel_regularizer=self.kernel_regularizer,
-                dtype=self._stats_dtype,
-                name="mlp_fc2",
-            )
-            self.mlp_fc2.build((None, None, None, hidden))
+            self._build_excitation(channels)
 
     def _check_spatial_size(self, x):
         if self.gather_size is not None and tuple(x.shape[1:3]) != self.gather_size:
@@ -232,9 +232,7 @@ class GatherExcite(RecalibrationLayer):
             return self._average_pool(x)
         self._check_spatial_size(x)
         for i, (conv, bn) in enumerate(zip(self.gather_convs, self.gather_bns, strict=True)):
-            if not self._global:
-                x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-            x = bn(conv(x), training=training)
+            x = bn(conv(pad_spatial(x, self._gather_pad)), training=training)
             if i < len(self.gather_convs) - 1 or self.use_mlp:
                 x = tf.nn.relu(x)
         return x
@@ -243,25 +241,26 @@ class GatherExcite(RecalibrationLayer):
         # PyTorch's avg_pool2d(kernel 2e-1, stride e, padding e-1, count_include_pad=False):
         # TF's "SAME" padding is asymmetric, so pad explicitly and divide by the valid count.
         e = self.extent
-        kernel, pad = 2 * e - 1, [[0, 0], [e - 1, e - 1], [e - 1, e - 1], [0, 0]]
+        kernel = 2 * e - 1
         shape = tf.shape(x)
         ones = tf.ones(tf.stack([1, shape[1], shape[2], 1]), x.dtype)
-        sums = tf.nn.avg_pool2d(tf.pad(x, pad), kernel, e, "VALID")
-        counts = tf.nn.avg_pool2d(tf.pad(ones, pad), kernel, e, "VALID")
+        sums = tf.nn.avg_pool2d(pad_spatial(x, e - 1), kernel, e, "VALID")
+        counts = tf.nn.avg_pool2d(pad_spatial(ones, e - 1), kernel, e, "VALID")
         return sums / counts
 
     def compute_gate(self, inputs, training=False):
         """The gate in [0, 1] before upsampling (shape of `gather`), in the statistics dtype."""
         context = self.gather(inputs, training=training)
         if self.use_mlp:
-            context = self.mlp_fc2(self.mlp_fc1(context))
+            context = self._excite(context)
         return tf.sigmoid(context)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         gate = self.compute_gate(x, training=bool(training))
         if not self._global:
-            gate = nearest_resize(gate, tf.shape(x)[1:3])
+            # Nearest-neighbour, as PyTorch's default `F.interpolate`.
+            gate = resize(gate, axis_size(x, 1), axis_size(x, 2))
         return x * tf.cast(gate, x.dtype)
 
     def get_config(self):

@@ -7,19 +7,19 @@ seed's `SCConv` (split, k1 .. k4, concat) and the official code, MCG-NKU/SCNet (
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import (
+    axis_size,
+    initializer_or_fan_out,
+    pad_spatial,
+    resize,
+    torch_padding,
+)
 
 _INTERPOLATIONS = ("nearest", "bilinear")
-
-
-def _size(x, axis):
-    """A static axis length as a Python int, else the dynamic one."""
-    static = x.shape[axis]
-    return int(static) if static is not None else tf.shape(x)[axis]
 
 
 def _average_pool_floor(x, rate):
@@ -30,7 +30,7 @@ def _average_pool_floor(x, rate):
     window is not known when tracing, so it is written as reshapes and means (rank <= 4, for
     TFLite).
     """
-    batch, height, width, channels = (_size(x, a) for a in range(4))
+    batch, height, width, channels = (axis_size(x, a) for a in range(4))
     if isinstance(height, int) and isinstance(width, int):
         window = (min(rate, height), min(rate, width))
         return tf.nn.avg_pool2d(x, window, window, "VALID")
@@ -40,58 +40,6 @@ def _average_pool_floor(x, rate):
     x = tf.reduce_mean(tf.reshape(x, [batch, ph, kh, pw * kw * channels]), axis=2)
     x = tf.reduce_mean(tf.reshape(x, [batch * ph, pw, kw, channels]), axis=2)
     return tf.reshape(x, [batch, ph, pw, channels])
-
-
-def _source_coordinates(in_size, out_size, interpolation):
-    """Where PyTorch's F.interpolate samples output index `dst`, in float32 like its kernels.
-
-    'nearest' (the default mode): dst * in / out; 'bilinear' with align_corners=False:
-    max((dst + 0.5) * in / out - 0.5, 0). Static sizes give NumPy constants (same float32
-    arithmetic), dynamic ones tensors.
-    """
-    if isinstance(in_size, int) and isinstance(out_size, int):
-        dst = np.arange(out_size, dtype=np.float32)
-        scale = np.float32(in_size) / np.float32(out_size)
-        if interpolation == "nearest":
-            return dst * scale
-        return np.maximum((dst + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
-    dst = tf.cast(tf.range(out_size), tf.float32)
-    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
-    if interpolation == "nearest":
-        return dst * scale
-    return tf.maximum((dst + 0.5) * scale - 0.5, 0.0)
-
-
-def _nearest_indices(in_size, out_size):
-    # PyTorch: min(floor(dst * in / out), in - 1). TF2's tf.image.resize 'nearest' samples at
-    # (dst + 0.5) * in / out and picks other pixels when out is not a multiple of in.
-    source = _source_coordinates(in_size, out_size, "nearest")
-    if isinstance(source, np.ndarray):
-        return np.minimum(np.floor(source).astype(np.int32), in_size - 1)
-    return tf.minimum(tf.cast(tf.floor(source), tf.int32), in_size - 1)
-
-
-def _linear_indices(in_size, out_size):
-    """PyTorch's bilinear taps along one axis: lower and upper index, weight of the upper."""
-    source = _source_coordinates(in_size, out_size, "bilinear")
-    if isinstance(source, np.ndarray):
-        lower = np.minimum(np.floor(source).astype(np.int32), in_size - 1)
-        weight = np.clip(source - lower.astype(np.float32), 0.0, 1.0)
-        return lower, np.minimum(lower + 1, in_size - 1), weight
-    lower = tf.minimum(tf.cast(tf.floor(source), tf.int32), in_size - 1)
-    weight = tf.clip_by_value(source - tf.cast(lower, tf.float32), 0.0, 1.0)
-    return lower, tf.minimum(lower + 1, in_size - 1), weight
-
-
-def _resize_axis(x, out_size, axis, interpolation):
-    """Resizes NHWC `x` along `axis` (1 or 2) to `out_size` like PyTorch's F.interpolate."""
-    in_size = _size(x, axis)
-    if interpolation == "nearest":
-        return tf.gather(x, _nearest_indices(in_size, out_size), axis=axis)
-    lower, upper, weight = _linear_indices(in_size, out_size)
-    weight = tf.reshape(tf.cast(weight, x.dtype), [-1, 1, 1] if axis == 1 else [-1, 1])
-    low = tf.gather(x, lower, axis=axis)
-    return low + (tf.gather(x, upper, axis=axis) - low) * weight
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -110,8 +58,9 @@ class SelfCalibratedConv2D(RecalibrationLayer):
 
     Channels: with C input channels, `k2` and `k3` keep C/2 channels (they are added to and
     multiplied with x1), while `k1` and `k4` map C/2 to `filters`/2 each. C and `filters` must
-    be even. The parameters are those of a plain bias-free 3x3 convolution C -> C (9C^2 in
-    four (C/2 x C/2) kernels) plus four BNs (4C); with F = `filters`, 9C^2/2 + 9CF/2 + C + F.
+    be even. With F = `filters`, the trainable parameters are 9C^2/2 (`k2`, `k3`) + 9CF/2
+    (`k1`, `k4`) + 2(C + F) (the four BNs' scales and offsets); for F = C that is a plain
+    bias-free 3x3 convolution C -> C (9C^2) plus 4C.
 
     Where the sources differ:
 
@@ -195,24 +144,21 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         self.norm_epsilon = v.check_float(
             "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
         )
-        if kernel_initializer is None:
-            # scnet.py: kaiming_normal_(mode="fan_out", nonlinearity="relu") on every conv.
-            kernel_initializer = keras.initializers.VarianceScaling(
-                scale=2.0, mode="fan_out", distribution="untruncated_normal"
-            )
-        self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        # scnet.py: kaiming_normal_(mode="fan_out", nonlinearity="relu") on every conv.
+        self.kernel_initializer = initializer_or_fan_out("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
 
     def _output_channels(self, channels):
         return channels if self.filters is None else self.filters
 
     def _conv(self, name, filters, strides, in_channels):
+        # Strided convs get PyTorch's symmetric padding explicitly (see `_conv_bn`).
+        _, padding = torch_padding(3, strides)
         conv = keras.layers.Conv2D(
             filters,
             3,
             strides=strides,
-            # Strided convs get PyTorch's symmetric padding explicitly (see `_pad`).
-            padding="same" if strides == 1 else "valid",
+            padding=padding,
             use_bias=False,
             kernel_initializer=v.fresh_initializer(self.kernel_initializer),
             kernel_regularizer=self.kernel_regularizer,
@@ -252,19 +198,11 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         self.k4_conv = self._conv("k4_conv", out_half, self.strides, half)
         self.k4_bn = self._bn("k4_bn", out_half)
 
-    def _pad(self, x):
-        if self.strides == 1:
-            return x
-        return tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-
     def _conv_bn(self, conv, bn, x, training):
-        y = conv(self._pad(x) if conv.strides[0] > 1 else x)
+        pad, _ = torch_padding(conv.kernel_size[0], conv.strides[0])
+        y = conv(pad_spatial(x, pad))
         # BN statistics in float32 under mixed precision.
         return bn(tf.cast(y, self._stats_dtype), training=training)
-
-    def _upsample(self, x, height, width):
-        x = _resize_axis(x, height, 1, self.interpolation)
-        return _resize_axis(x, width, 2, self.interpolation)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
@@ -274,7 +212,7 @@ class SelfCalibratedConv2D(RecalibrationLayer):
 
         pooled = _average_pool_floor(tf.cast(x1, stats), self.pooling_r)
         down = self._conv_bn(self.k2_conv, self.k2_bn, tf.cast(pooled, x.dtype), training)
-        up = self._upsample(down, _size(x1, 1), _size(x1, 2))
+        up = resize(down, axis_size(x1, 1), axis_size(x1, 2), self.interpolation)
         calibration = tf.sigmoid(tf.cast(x1, stats) + up)
         calibrated = self._conv_bn(self.k3_conv, self.k3_bn, x1, training) * calibration
         out = self._conv_bn(self.k4_conv, self.k4_bn, tf.cast(calibrated, x.dtype), training)

@@ -11,6 +11,9 @@ import tensorflow as tf
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
 
+# The smallest regulariser accepted: far above float32's smallest subnormal (~1.4e-45).
+MIN_LAMBDA = 1e-10
+
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
 class SimAM(RecalibrationLayer):
@@ -26,9 +29,11 @@ class SimAM(RecalibrationLayer):
     d = 0 gives y = 0.5 and the output x * sigmoid(0.5) stays finite.
 
     Args:
-        e_lambda: float > 0, the energy function's regulariser lambda. Defaults to `1e-4`,
-            the official module's default (used for its CIFAR runs; the official ImageNet
-            checkpoints were trained with 0.1).
+        e_lambda: float >= 1e-10, the energy function's regulariser lambda. It keeps the gate
+            finite on a constant map (zero variance, so y = 0 / (4 * lambda)); a smaller value
+            can vanish in float32 (values below ~1e-45 round to 0) and give 0/0 = NaN there.
+            Defaults to `1e-4`, the official module's default (used for its CIFAR runs; the
+            official ImageNet checkpoints were trained with 0.1).
 
     Input shape:
         `(batch, height, width, channels)`. Integer inputs are cast to the compute dtype.
@@ -47,7 +52,13 @@ class SimAM(RecalibrationLayer):
 
     def __init__(self, e_lambda=1e-4, **kwargs):
         super().__init__(**kwargs)
-        self.e_lambda = v.check_float("e_lambda", e_lambda, minimum=0.0, min_inclusive=False)
+        self.e_lambda = v.check_float("e_lambda", e_lambda)
+        if self.e_lambda < MIN_LAMBDA:
+            raise ValueError(
+                f"Argument `e_lambda` must be >= {MIN_LAMBDA}: lambda is what keeps a constant "
+                "map (zero variance) finite, and a smaller value can vanish in float32 (below "
+                f"~1e-45 it rounds to 0) and give 0/0 = NaN. Received: e_lambda={e_lambda!r}"
+            )
 
     def build(self, input_shape):
         self._check_input_shape(input_shape)

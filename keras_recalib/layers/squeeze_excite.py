@@ -10,38 +10,8 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
-from keras_recalib.layers._base import RecalibrationLayer, reduced_width
-
-
-class ExcitationMLP:
-    """The bottleneck MLP of SE, shared with CBAM's channel gate: FC (with bias), ReLU, FC.
-
-    Expects `reduction`, `bottleneck_channels`, `kernel_initializer` and `kernel_regularizer`
-    attributes. The weights are plain variables rather than `Dense` sublayers: the MLP runs on
-    a `(batch, channels)` vector, where a sublayer call costs more than its matmul.
-    """
-
-    def _build_excitation(self, channels):
-        width = self.bottleneck_channels or reduced_width(channels, self.reduction)
-        for name, shape in (("fc1", (channels, width)), ("fc2", (width, channels))):
-            kernel = self.add_weight(
-                name=f"{name}_kernel",
-                shape=shape,
-                initializer=v.fresh_initializer(self.kernel_initializer),
-                regularizer=self.kernel_regularizer,
-            )
-            bias = self.add_weight(name=f"{name}_bias", shape=shape[1:], initializer="zeros")
-            setattr(self, f"{name}_kernel", kernel)
-            setattr(self, f"{name}_bias", bias)
-
-    def _excite(self, pooled):
-        """Maps (n, channels) pooled features to (n, channels) gate logits."""
-
-        def dense(z, kernel, bias):
-            return tf.matmul(z, tf.cast(kernel, z.dtype)) + tf.cast(bias, z.dtype)
-
-        hidden = tf.nn.relu(dense(pooled, self.fc1_kernel, self.fc1_bias))
-        return dense(hidden, self.fc2_kernel, self.fc2_bias)
+from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import ExcitationMLP
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -104,7 +74,7 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
 
     def build(self, input_shape):
         channels = self._check_input_shape(input_shape)
-        self._build_excitation(channels)
+        self._build_excitation(channels, self.bottleneck_channels)
 
     def compute_gate(self, inputs):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import initializer_or_fan_out, refuse_inactive, z_pool, zpool_gate
 
 # In the official NCHW code the `cw` branch pools over H and convolves the (C, W) plane, the
 # `hc` branch pools over W and convolves the (H, C) plane, the `hw` branch pools over C and
@@ -23,26 +24,6 @@ _BRANCHES = {
     "hc": (2, (0, 1, 3, 2)),  # (B, H, 1, C) <-> (B, H, C, 1)
     "hw": (3, None),  # (B, H, W, 1) already
 }
-
-
-def _official_kernel_initializer():
-    # MODELS/resnet.py: every `conv` weight gets kaiming_normal_(mode="fan_out").
-    return keras.initializers.VarianceScaling(
-        scale=2.0, mode="fan_out", distribution="untruncated_normal"
-    )
-
-
-def _zpool_conv(maximum, mean, kernel):
-    """The official k x k convolution of the stacked [max; mean] maps, as two single-map
-    convolutions summed.
-
-    Concatenated, the two maps would share one int8 scale in quantized TFLite, where the mean,
-    much narrower than the max, would lose its precision. "SAME" with an odd kernel pads
-    (k - 1) // 2 zeros on each side, as the official code.
-    """
-    return tf.nn.conv2d(maximum, kernel[:, :, :1], 1, "SAME") + tf.nn.conv2d(
-        mean, kernel[:, :, 1:], 1, "SAME"
-    )
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -78,14 +59,16 @@ class TripletAttention(RecalibrationLayer):
     Args:
         kernel_size: odd int, size of the square convolution of every branch. Defaults to `7`.
         use_spatial: bool, include the (height, width) branch; `False` averages only the two
-            channel branches (the official `no_spatial=True`). Defaults to `True`.
+            channel branches (the official `no_spatial=True`), and `spatial_gamma_initializer`
+            must then keep its default (a `ValueError` otherwise). Defaults to `True`.
         synchronized: bool, synchronise the batch statistics across replicas under
             `tf.distribute`. Defaults to `False`.
         momentum: float, moving-average momentum of the normalisations in Keras' convention
             (the official PyTorch momentum 0.01 is Keras' 0.99). Defaults to `0.99`.
         norm_epsilon: float, epsilon of the normalisations. Defaults to `1e-5`.
-        spatial_gamma_initializer: initializer of the `hw` branch's normalisation scale.
-            Defaults to `"zeros"` (the official training); `"ones"` is PyTorch's default.
+        spatial_gamma_initializer: initializer of the `hw` branch's normalisation scale (not
+            `None`). Defaults to `"zeros"` (the official training); `"ones"` is PyTorch's
+            default.
         kernel_initializer: initializer of the (kernel_size, kernel_size, 2, 1) kernels.
             Defaults to `None`, the official training's normal with std sqrt(2 / fan_out).
         kernel_regularizer: optional regularizer of those kernels. Defaults to `None`.
@@ -126,18 +109,18 @@ class TripletAttention(RecalibrationLayer):
         self.norm_epsilon = v.check_float(
             "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
         )
-        if spatial_gamma_initializer is None:
-            v._fail(
-                "spatial_gamma_initializer", "a Keras initializer, its name or its config", None
-            )
         self.spatial_gamma_initializer = v.get_initializer(
             "spatial_gamma_initializer", spatial_gamma_initializer
         )
-        if kernel_initializer is None:
-            self.kernel_initializer = _official_kernel_initializer()
-        else:
-            self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
+        # MODELS/resnet.py: every `conv` weight gets kaiming_normal_(mode="fan_out").
+        self.kernel_initializer = initializer_or_fan_out("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
+        if not self.use_spatial:
+            refuse_inactive(
+                TripletAttention,
+                "use_spatial=False",
+                spatial_gamma_initializer=spatial_gamma_initializer,
+            )
 
     @property
     def branch_names(self):
@@ -179,23 +162,13 @@ class TripletAttention(RecalibrationLayer):
         (batch, height, width, 1) for `hw`."""
         axis, permutation = _BRANCHES[name]
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        # Z-pool: the max and the mean over the branch's axis (the official order).
-        maximum = tf.reduce_max(x, axis=axis, keepdims=True)
-        mean = tf.reduce_mean(x, axis=axis, keepdims=True)
+        maximum, mean = z_pool(x, axis)
         if permutation is not None:
             maximum = tf.transpose(maximum, permutation)
             mean = tf.transpose(mean, permutation)
         kernel = tf.cast(getattr(self, f"{name}_kernel"), x.dtype)
         bn = getattr(self, f"{name}_bn")
-        if training and self.trainable:
-            logits = bn(_zpool_conv(maximum, mean, kernel), training=True)
-        else:
-            # Inference: the normalisation folded into the kernel and one bias.
-            scale = tf.math.rsqrt(tf.cast(bn.moving_variance, x.dtype) + self.norm_epsilon)
-            scale = scale * tf.cast(bn.gamma, x.dtype)
-            shift = tf.cast(bn.beta, x.dtype) - tf.cast(bn.moving_mean, x.dtype) * scale
-            logits = _zpool_conv(maximum, mean, kernel * scale) + shift
-        gate = tf.sigmoid(logits)
+        gate = zpool_gate(maximum, mean, kernel, bn, training and self.trainable)
         if permutation is not None:
             gate = tf.transpose(gate, permutation)
         return gate

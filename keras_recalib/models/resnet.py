@@ -17,6 +17,7 @@ import keras
 
 from keras_recalib import _factory
 from keras_recalib import _validation as v
+from keras_recalib.layers._ops import fan_out_normal, torch_padding
 
 # depth -> (block kind, blocks per stage)
 RESNET_DEPTHS = {
@@ -159,10 +160,9 @@ def _conv(x, filters, kernel, stride, name):
     Keras' "same" pads stride-2 convolutions asymmetrically (0 before, 1 after on even sizes);
     PyTorch pads both sides, so those get explicit zero padding and "valid".
     """
-    padding = "same"
-    if stride > 1 and kernel > 1:
-        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-        padding = "valid"
+    pad, padding = torch_padding(kernel, stride)
+    if pad:
+        x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
     return keras.layers.Conv2D(
         filters,
         kernel,
@@ -170,9 +170,7 @@ def _conv(x, filters, kernel, stride, name):
         padding=padding,
         use_bias=False,
         # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
-        kernel_initializer=keras.initializers.VarianceScaling(
-            2.0, mode="fan_out", distribution="untruncated_normal"
-        ),
+        kernel_initializer=fan_out_normal(),
         name=name,
     )(x)
 
