@@ -114,9 +114,7 @@ def torch_srm(channels, variant, epsilon):
     return torch, (OfficialSRM if variant == "official" else SeedSRM)()
 
 
-@pytest.mark.parametrize(
-    "variant,epsilon", [("official", 1e-5), ("official", 0.0), ("seed", 0.0)]
-)
+@pytest.mark.parametrize("variant,epsilon", [("official", 1e-5), ("official", 0.0), ("seed", 0.0)])
 @pytest.mark.parametrize("train", [False, True])
 def test_srm_matches_pytorch(variant, epsilon, train):
     channels = 6

@@ -183,8 +183,16 @@ def test_cli_export_calibration_from_an_image_folder(tmp_path, capsys):
         pixels = rng.integers(0, 255, (20, 16, 3)).astype("uint8")
         (images / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
     code, out, err = run_cli(
-        capsys, "export", str(tmp_path / "m.keras"), "--tflite", str(tmp_path / "m.tflite"),
-        "--quantize", "int8", "--calibration-data", str(images), "--verify",
+        capsys,
+        "export",
+        str(tmp_path / "m.keras"),
+        "--tflite",
+        str(tmp_path / "m.tflite"),
+        "--quantize",
+        "int8",
+        "--calibration-data",
+        str(images),
+        "--verify",
     )
     assert code == 0, err
     assert "top-1 agreement" in out
@@ -197,11 +205,15 @@ def test_cli_export_calibration_from_an_image_folder(tmp_path, capsys):
         (["export", "{tmp}/broken.keras", "--tflite", "{tmp}/m.tflite"], "cannot load"),
         (["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--bogus"], "unrecognized"),
         (["export", "{tmp}/m.keras", "--quantize", "int3"], "invalid choice"),
-        (["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--quantize", "int8"],
-         "needs --calibration-data"),
+        (
+            ["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--quantize", "int8"],
+            "needs --calibration-data",
+        ),
         (["export", "{tmp}/m.keras"], "nothing to do"),
-        (["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--input-shape", "a,b"],
-         "--input-shape"),
+        (
+            ["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--input-shape", "a,b"],
+            "--input-shape",
+        ),
         (["export", "{tmp}/flex.keras", "--tflite", "{tmp}/m.tflite"], "Cumprod"),
     ],
 )

@@ -42,9 +42,7 @@ def test_matches_numpy_reference(unbiased, epsilon, use_batch_norm, training):
         6, unbiased=unbiased, epsilon=epsilon, use_batch_norm=use_batch_norm
     )
     x = random_inputs((4, 5, 7, 6), seed=1)
-    expected = srm_reference(
-        x, cfc, bn, training=training, epsilon=epsilon, unbiased=unbiased
-    )
+    expected = srm_reference(x, cfc, bn, training=training, epsilon=epsilon, unbiased=unbiased)
     np.testing.assert_allclose(layer(x, training=training), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -126,3 +124,78 @@ def test_tiny_epsilon_keeps_gradients_finite():
         tape.watch(x)
         y = tf.reduce_sum(layer(x, training=True))
     assert np.all(np.isfinite(tape.gradient(y, x)))
+
+
+# --- Fast paths of the statistics (graph-mode pooling, XLA partial sums) ----------------------
+
+_PATHS = {
+    "eager": lambda f: f,
+    "graph": tf.function,
+    "xla": lambda f: tf.function(f, jit_compile=True),
+}
+
+
+@pytest.mark.parametrize("path", list(_PATHS))
+def test_fast_moments_match_float64_with_a_large_offset(path):
+    from keras_recalib.layers._stats import spatial_moments
+
+    rng = np.random.default_rng(0)
+    # 9 x 7 = 63 pixels: seven chunks of 8 and a remainder in the XLA path.
+    x = (1e3 + 1e-2 * rng.standard_normal((2, 9, 7, 5))).astype("float32")
+    exact_mean = x.astype(np.float64).mean(axis=(1, 2))
+    exact_var = x.astype(np.float64).var(axis=(1, 2))
+    mean, var = _PATHS[path](spatial_moments)(tf.constant(x))
+    np.testing.assert_allclose(mean, exact_mean, rtol=1e-6)
+    # The pooled path is two-pass like tf.nn.moments: the float32 mean's rounding, squared,
+    # bounds its variance error for both. The shifted one-pass XLA path does much better.
+    _, reference_var = tf.nn.moments(tf.constant(x), axes=[1, 2])
+    reference_error = np.max(np.abs(np.asarray(reference_var, np.float64) - exact_var))
+    error = np.max(np.abs(np.asarray(var, np.float64) - exact_var))
+    bound = 1e-5 * exact_var.max() if path == "xla" else 2 * reference_error + 1e-9
+    assert error <= bound
+
+
+@pytest.mark.parametrize("path", list(_PATHS))
+@pytest.mark.parametrize("shape", [(2, 9, 7, 5), (2, 1, 1, 3)], ids=["9x7", "1x1"])
+def test_fast_paths_match_moments_and_autodiff(path, shape):
+    from keras_recalib.layers._stats import channel_scale, spatial_moments
+
+    rng = np.random.default_rng(1)
+    x = tf.constant((3.0 + rng.standard_normal(shape)).astype("float32"))
+    gate = tf.constant(rng.uniform(0.1, 0.9, (shape[0], shape[-1])).astype("float32"))
+    w1, w2, dy = (
+        tf.constant(rng.standard_normal(s).astype("float32"))
+        for s in [(shape[0], shape[-1])] * 2 + [shape]
+    )
+
+    def outputs(moments, scale):
+        def run(t, g):
+            with tf.GradientTape() as tape:
+                tape.watch([t, g])
+                mean, var = moments(t)
+                y = scale(t, g)
+                loss = tf.reduce_sum(mean * w1 + var * w2) + tf.reduce_sum(y * dy)
+            return (mean, var, y, *tape.gradient(loss, [t, g]))
+
+        return run
+
+    reference = outputs(
+        lambda t: tf.nn.moments(t, axes=[1, 2]), lambda t, g: t * g[:, None, None, :]
+    )(x, gate)
+    fast = _PATHS[path](outputs(spatial_moments, channel_scale))(x, gate)
+    for actual, expected in zip(fast, reference, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_is_the_same_with_static_and_unknown_spatial_size():
+    layer, _, _ = srm_with_weights(6, unbiased=True)
+    x = random_inputs((3, 8, 5, 6), seed=2)
+    for training in (False, True):
+        dynamic = tf.function(
+            lambda t, training=training: layer(t, training=training),
+            input_signature=[tf.TensorSpec((None, None, None, 6))],
+        )
+        expected = dynamic(x)  # unknown height and width: tf.nn.moments, the reference path
+        for path in ("graph", "xla"):
+            fn = _PATHS[path](lambda t, training=training: layer(t, training=training))
+            np.testing.assert_allclose(fn(x), expected, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._stats import style_pool
+from keras_recalib.layers._stats import channel_scale, style_pool
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -35,6 +35,18 @@ class StyleRecalibration(RecalibrationLayer):
 
     With `training=False` (or a frozen layer) the batch normalisation is folded into the
     channel-wise weights: the gate is sigmoid(a * mean + b * std + c) with per-channel a, b, c.
+
+    Speed: style pooling computes what `tf.nn.moments` over height and width computes (and
+    uses it when the spatial size is unknown). With a known size it takes a faster route to
+    the same numbers: in graph mode, eager and exported models, the mean and the mean squared
+    deviation from it as two average poolings over the whole map (the same two-pass algorithm,
+    on oneDNN's pooling kernel, which reads the map faster than TensorFlow's reduction); under
+    XLA (`jit_compile=True`), one pass that sums x - s and (x - s)^2 with a per-channel shift
+    s (the middle row's mean, which keeps the one-pass variance free of cancellation for
+    large means) in partial sums that XLA's CPU backend vectorises. Both use the analytic
+    gradient, and the gradient of the final product sums dy * x per channel the same way.
+    The output matches the `tf.nn.moments` route to float32 rounding
+    (`keras_recalib.layers._stats.spatial_moments` and `channel_scale` give the details).
 
     Args:
         epsilon: float, added to the variance before the square root. Defaults to `1e-5`;
@@ -156,7 +168,7 @@ class StyleRecalibration(RecalibrationLayer):
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         gate = self.compute_gate(x, training=bool(training))
-        return x * tf.cast(gate, x.dtype)[:, None, None, :]
+        return channel_scale(x, tf.cast(gate, x.dtype))
 
     def get_config(self):
         config = super().get_config()
