@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._ops import fold_batch_norm
 from keras_recalib.layers._stats import channel_scale, style_pool
 
 
@@ -149,9 +150,7 @@ class StyleRecalibration(RecalibrationLayer):
         w = tf.cast(self.cfc, dtype)
         if self.bn is None:
             return w[:, 0], w[:, 1], tf.zeros_like(w[:, 0])
-        scale = tf.math.rsqrt(tf.cast(self.bn.moving_variance, dtype) + self.norm_epsilon)
-        scale = scale * tf.cast(self.bn.gamma, dtype)
-        shift = tf.cast(self.bn.beta, dtype) - tf.cast(self.bn.moving_mean, dtype) * scale
+        scale, shift = fold_batch_norm(self.bn, dtype)
         return w[:, 0] * scale, w[:, 1] * scale, shift
 
     def compute_gate(self, inputs, training=False):
