@@ -214,7 +214,8 @@ def _train_one(name, args, data, out):
             .batch(args.batch_size)
             .repeat()
         )
-        model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=1)
+        # The dataset is shuffled above; Keras' own shuffle does not apply to datasets.
+        model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=1, shuffle=False)
     train_seconds = time.perf_counter() - start
     logits = model.predict(x_test, batch_size=256, verbose=0)
     accuracy = float(np.mean(logits.argmax(1) == y_test))
