@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._ops import ExcitationMLP, refuse_inactive, z_pool, zpool_gate
-from keras_recalib.layers._stats import safe_sqrt
+from keras_recalib.layers._stats import channel_scale, safe_sqrt
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
 
@@ -206,7 +206,7 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         gate = self.channel_gate(x)
-        x = x * tf.cast(gate, x.dtype)[:, None, None, :]
+        x = channel_scale(x, tf.cast(gate, x.dtype))
         if self.use_spatial:
             x = x * tf.cast(self.spatial_gate(x, training=bool(training)), x.dtype)
         return x

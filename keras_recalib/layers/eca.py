@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._ops import refuse_inactive
+from keras_recalib.layers._stats import channel_scale
 
 
 def adaptive_kernel_size(channels, gamma=2.0, beta=1.0):
@@ -138,7 +139,7 @@ class EfficientChannelAttention(RecalibrationLayer):
     def call(self, inputs):
         x = self._prepare_input(inputs)
         gate = self.compute_gate(x)
-        return x * tf.cast(gate, x.dtype)[:, None, None, :]
+        return channel_scale(x, tf.cast(gate, x.dtype))
 
     def get_config(self):
         config = super().get_config()

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._ops import ExcitationMLP
+from keras_recalib.layers._stats import channel_scale
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -84,7 +85,7 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
     def call(self, inputs):
         x = self._prepare_input(inputs)
         gate = self.compute_gate(x)
-        return x * tf.cast(gate, x.dtype)[:, None, None, :]
+        return channel_scale(x, tf.cast(gate, x.dtype))
 
     def get_config(self):
         config = super().get_config()
