@@ -81,9 +81,11 @@ CASES = [
         kwargs={"reduction": 4},
         input_shape=(2, 5, 6, 16),
         fuzz_channels=(1, 3, 8, 16),
-        fuzz_kwargs={"reduction": [1, 4, 16], "bottleneck_channels": [None, 2]},
+        fuzz_kwargs={"reduction": [1, 4, 16]},
         bad_kwargs=(
             ({"reduction": 0}, "reduction"),
+            # `kwargs` sets reduction=4, which an explicit width would leave without effect.
+            ({"bottleneck_channels": 2}, "reduction"),
             ({"reduction": 2.5}, "reduction"),
             ({"reduction": "4"}, "reduction"),
             ({"bottleneck_channels": 0}, "bottleneck_channels"),
@@ -130,6 +132,7 @@ CASES = [
         bad_kwargs=(
             ({"reduction": 0}, "reduction"),
             ({"bottleneck_channels": -1}, "bottleneck_channels"),
+            ({"bottleneck_channels": 2}, "reduction"),  # reduction=4 would do nothing
             ({"spatial_kernel_size": 6}, "spatial_kernel_size"),
             ({"spatial_kernel_size": 0}, "spatial_kernel_size"),
             ({"pool_types": ["avg", "median"]}, "pool_types"),

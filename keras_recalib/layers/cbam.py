@@ -65,7 +65,8 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
     Args:
         reduction: int, ratio of the input channels to the MLP's hidden width. Defaults to
             `16`.
-        bottleneck_channels: optional int, the hidden width; overrides `reduction`. Defaults to
+        bottleneck_channels: optional int, the hidden width; replaces `reduction`, which must
+            then keep its default. Defaults to
             `None`.
         spatial_kernel_size: odd int, size of the spatial gate's square filter. Defaults to `7`.
         pool_types: list of the channel gate's poolings, among `"avg"`, `"max"`, `"lp"`,
@@ -120,6 +121,8 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
         self.bottleneck_channels = v.check_int(
             "bottleneck_channels", bottleneck_channels, minimum=1, allow_none=True
         )
+        if self.bottleneck_channels is not None:
+            refuse_inactive(type(self), "an explicit bottleneck_channels", reduction=self.reduction)
         self.spatial_kernel_size = v.check_int(
             "spatial_kernel_size", spatial_kernel_size, minimum=1, odd=True
         )

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import ExcitationMLP
+from keras_recalib.layers._ops import ExcitationMLP, refuse_inactive
 from keras_recalib.layers._stats import channel_scale
 
 
@@ -36,7 +36,8 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
     Args:
         reduction: int, ratio of the input channels to the bottleneck width. Defaults to `16`
             (the paper's choice).
-        bottleneck_channels: optional int, the bottleneck width; overrides `reduction`.
+        bottleneck_channels: optional int, the bottleneck width; replaces `reduction`, which
+            must then keep its default.
             Defaults to `None`.
         kernel_initializer: initializer of both weight matrices. Defaults to
             `"glorot_uniform"`. The biases start at zero.
@@ -70,6 +71,8 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
         self.bottleneck_channels = v.check_int(
             "bottleneck_channels", bottleneck_channels, minimum=1, allow_none=True
         )
+        if self.bottleneck_channels is not None:
+            refuse_inactive(type(self), "an explicit bottleneck_channels", reduction=self.reduction)
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
 
