@@ -42,3 +42,38 @@ def test_refuse_inactive_compares_initializers_by_config():
         _ops.refuse_inactive(Layer, "off=True", gamma_initializer="ones")
     with pytest.raises(ValueError, match=r"default \(0.9\)\. Received: momentum=0.5"):
         _ops.refuse_inactive(Layer, "off=True", momentum=0.5)
+
+
+# Plane shapes reaching every formulation of `_plane_conv`: thin planes either way round
+# (banded), a square one (plain in graph mode, banded under XLA) and two past the XLA banded
+# limit (shifted taps, whose gradient contracts over the longer side, either way round).
+_PLANES = [(2, 40, 5, 1), (2, 3, 33, 1), (2, 20, 20, 1), (1, 70, 66, 1), (1, 67, 80, 1)]
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("shape", _PLANES, ids=lambda s: f"{s[1]}x{s[2]}")
+@pytest.mark.parametrize("k", [3, 7])
+def test_plane_conv_matches_the_plain_convolution_and_its_gradients(shape, k, jit):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(k)
+    plane = tf.constant(rng.standard_normal(shape).astype("float32"))
+    taps = tf.constant(rng.standard_normal((k, k)).astype("float32"))
+    dy = tf.constant(rng.standard_normal(shape).astype("float32"))
+
+    def run(conv):
+        def step(p, t):
+            with tf.GradientTape() as tape:
+                tape.watch([p, t])
+                y = conv(p, t)
+            return (y, *tape.gradient(y, [p, t], output_gradients=dy))
+
+        return step
+
+    def plain(p, t):
+        return tf.nn.conv2d(p, t[:, :, None, None], 1, "SAME")
+
+    expected = run(plain)(plane, taps)
+    actual = tf.function(run(_ops._plane_conv), jit_compile=jit)(plane, taps)
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())

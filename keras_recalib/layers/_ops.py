@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import reduced_width
+from keras_recalib.layers._stats import in_xla_context
 
 # --- arguments -----------------------------------------------------------------------------------
 
@@ -198,9 +199,109 @@ def zpool_conv(maximum, mean, kernel):
     much narrower than the max, would lose its precision. "SAME" with an odd kernel pads
     (k - 1) // 2 zeros on each side, as the official code.
     """
-    return tf.nn.conv2d(maximum, kernel[:, :, :1], 1, "SAME") + tf.nn.conv2d(
-        mean, kernel[:, :, 1:], 1, "SAME"
-    )
+    return _plane_conv(maximum, kernel[:, :, 0, 0]) + _plane_conv(mean, kernel[:, :, 1, 0])
+
+
+# Largest short side of a map convolved as a banded matrix (see `_plane_conv`).
+_BANDED_MAX = 16
+_BANDED_MAX_XLA = 64
+
+
+def _plane_conv(plane, taps):
+    """The "SAME" convolution of a one-channel (batch, h, w, 1) map with `taps` (k, k).
+
+    A one-channel convolution is a poor fit for both of TensorFlow's CPU paths, so with a
+    known map size it is written differently (the same sum in another order):
+
+    - a map whose short side is at most 16 (64 under XLA): a convolution along the long side,
+      with the short side as channels and a banded (k, 1, short, short) kernel
+      (`_banded_conv`). oneDNN takes about 5x longer for the one-channel convolution of a thin
+      2048 x 7 plane (Triplet's channel planes), and XLA's CPU backend, which runs it through
+      a generic loop, about 10x longer, also on a square 56 x 56 map.
+    - a larger map under XLA: the sum of k^2 shifted copies (`_shifted_taps`). (Not for all:
+      XLA fuses that sum into each consumer of the gate, and recomputes it there.)
+    - otherwise, and when the size is unknown: the plain convolution.
+    """
+    height, width = plane.shape[1], plane.shape[2]
+    if height is not None and width is not None:
+        xla = in_xla_context()
+        if min(height, width) <= (_BANDED_MAX_XLA if xla else _BANDED_MAX):
+            return _banded_conv(plane, taps)
+        if xla:
+            return _shifted_taps(plane, taps)
+    return tf.nn.conv2d(plane, taps[:, :, None, None], 1, "SAME")
+
+
+def _band(k, size, rows):
+    """band[j, a, b] = 1 where a = b + j - (k - 1) // 2 + offset, a < rows: tap column j links
+    column a of the (zero-padded, if rows > size) map to output column b."""
+    offset = (rows - size) // 2
+    band = np.zeros((k, rows, size), np.float32)
+    for j in range(k):
+        for b in range(size):
+            a = b + j - (k - 1) // 2 + offset
+            if 0 <= a < rows:
+                band[j, a, b] = 1.0
+    return band
+
+
+def _banded_conv(plane, taps):
+    """`_plane_conv` as a convolution along the long side with the short side as channels."""
+    transpose = plane.shape[2] > plane.shape[1]
+    if transpose:  # make the long side the first
+        plane, taps = tf.transpose(plane, (0, 2, 1, 3)), tf.transpose(taps)
+    length, short = int(plane.shape[1]), int(plane.shape[2])
+    k = int(taps.shape[0])
+    band = tf.constant(_band(k, short, short).reshape(k, short * short), taps.dtype)
+    kernel = tf.reshape(tf.matmul(taps, band), [k, 1, short, short])
+    out = tf.nn.conv2d(tf.reshape(plane, [-1, length, 1, short]), kernel, 1, "SAME")
+    out = tf.reshape(out, [-1, length, short, 1])
+    return tf.transpose(out, (0, 2, 1, 3)) if transpose else out
+
+
+def _shifted_sum(plane, taps):
+    k = int(taps.shape[0])
+    height, width = int(plane.shape[1]), int(plane.shape[2])
+    half = (k - 1) // 2
+    padded = tf.pad(plane, [[0, 0], [half, half], [half, half], [0, 0]])
+    total = None
+    for i in range(k):
+        for j in range(k):
+            term = padded[:, i : i + height, j : j + width] * taps[i, j]
+            total = term if total is None else total + term
+    return total
+
+
+@tf.custom_gradient
+def _shifted_taps(plane, taps):
+    """`_plane_conv` as the sum of k^2 shifted, scaled copies of the zero-padded map.
+
+    The gradient with respect to the map is the same sum with the kernel flipped; the one with
+    respect to the taps, k^2 sums over the map of products, is one matrix product (XLA would
+    otherwise emit k^2 slow fused reductions): the k row-shifted copies of the padded map,
+    side by side, times the upstream gradient, whose diagonals are the taps' gradients.
+    """
+
+    def grad(dy):
+        d_plane = _shifted_sum(dy, tf.reverse(taps, [0, 1]))
+        p, d = plane, dy
+        if p.shape[2] > p.shape[1]:  # contract over the long side
+            p, d = tf.transpose(p, (0, 2, 1, 3)), tf.transpose(d, (0, 2, 1, 3))
+        k = int(taps.shape[0])
+        half = (k - 1) // 2
+        length, short = int(p.shape[1]), int(p.shape[2])
+        padded = tf.pad(p[..., 0], [[0, 0], [half, half], [half, half]])
+        rows = tf.concat([padded[:, i : i + length] for i in range(k)], axis=-1)
+        rows = tf.reshape(rows, [-1, k * (short + 2 * half)])
+        products = tf.matmul(rows, tf.reshape(d, [-1, short]), transpose_a=True)
+        products = tf.reshape(products, [k, 1, (short + 2 * half) * short])
+        band = tf.constant(_band(k, short, short + 2 * half).reshape(k, -1), dy.dtype)
+        d_taps = tf.reduce_sum(products * band, axis=-1)  # (k rows, k columns)
+        if plane.shape[2] > plane.shape[1]:
+            d_taps = tf.transpose(d_taps)
+        return d_plane, d_taps
+
+    return _shifted_sum(plane, taps), grad
 
 
 def zpool_gate(maximum, mean, kernel, bn, training):

@@ -93,7 +93,7 @@ def spatial_moments(x):
     height, width = x.shape[1], x.shape[2]
     if height is None or width is None:
         return tf.nn.moments(x, axes=[1, 2])
-    if _in_xla_context():
+    if in_xla_context():
         return _shifted_moments(x)
     return _pooled_moments(x)
 
@@ -126,13 +126,13 @@ def _spatial_sum(t):
     height, width = t.shape[1], t.shape[2]
     if height is None or width is None:
         return tf.reduce_sum(t, axis=[1, 2])
-    if _in_xla_context():
+    if in_xla_context():
         return _partial_sums(t)[0]
     pooled = tf.nn.avg_pool2d(t, (int(height), int(width)), strides=1, padding="VALID")
     return tf.reshape(pooled, [-1, t.shape[-1]]) * tf.constant(height * width, t.dtype)
 
 
-def _in_xla_context():
+def in_xla_context():
     """True while tracing a function that XLA compiles (`jit_compile=True`)."""
     try:  # not public API: without it, the graph-mode formulation is used (same numbers)
         from tensorflow.python.ops import control_flow_util
