@@ -198,7 +198,12 @@ def _moments_gradient(x, mean, count):
         # Per-(batch, channel) coefficients first: three full-size ops, not five.
         slope = tf.reshape(d_var * (2.0 / count), [-1, 1, 1, x.shape[-1]])
         offset = tf.reshape(d_mean * (1.0 / count), [-1, 1, 1, x.shape[-1]])
-        return (x - tf.reshape(mean, [-1, 1, 1, x.shape[-1]])) * slope + offset
+        # x - mean needs no gradient: without the dependency, TensorFlow's executor runs it as
+        # soon as the forward pass has the mean, and the full-size difference then waits in
+        # memory for the backward pass (one extra activation-sized tensor per layer).
+        with tf.control_dependencies([slope]):
+            deviation = x - tf.reshape(mean, [-1, 1, 1, x.shape[-1]])
+        return deviation * slope + offset
 
     return grad
 
