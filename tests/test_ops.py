@@ -45,8 +45,8 @@ def test_refuse_inactive_compares_initializers_by_config():
 
 
 # Plane shapes reaching every formulation of `_plane_conv`: thin planes either way round
-# (banded), a square one (plain in graph mode, banded under XLA) and two past the XLA banded
-# limit (shifted taps, whose gradient contracts over the longer side, either way round).
+# (banded in graph mode), a square one and two larger ones (plain convolution in graph mode);
+# XLA always takes the shifted taps, whose gradient contracts over the longer side.
 _PLANES = [(2, 40, 5, 1), (2, 3, 33, 1), (2, 20, 20, 1), (1, 70, 66, 1), (1, 67, 80, 1)]
 
 
@@ -77,3 +77,33 @@ def test_plane_conv_matches_the_plain_convolution_and_its_gradients(shape, k, ji
     actual = tf.function(run(_ops._plane_conv), jit_compile=jit)(plane, taps)
     for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_channel_conv_matches_the_plain_convolution_and_its_gradients(k, jit):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(k)
+    values = tf.constant(rng.standard_normal((3, 11)).astype("float32"))
+    taps = tf.constant(rng.standard_normal(k).astype("float32"))
+    dy = tf.constant(rng.standard_normal((3, 11)).astype("float32"))
+
+    def run(conv):
+        def step(v, t):
+            with tf.GradientTape() as tape:
+                tape.watch([v, t])
+                y = conv(v, t)
+            return (y, *tape.gradient(y, [v, t], output_gradients=dy))
+
+        return step
+
+    def plain(v, t):
+        padded = np.pad(v.numpy(), [(0, 0), ((k - 1) // 2, (k - 1) // 2)])
+        return tf.constant(sum(padded[:, j : j + 11] * t.numpy()[j] for j in range(k)))
+
+    actual = tf.function(run(_ops.channel_conv), jit_compile=jit)(values, taps)
+    np.testing.assert_allclose(actual[0], plain(values, taps), rtol=1e-5, atol=1e-6)
+    graph = tf.function(run(_ops.channel_conv))(values, taps)  # the convolution's own gradients
+    for a, e in zip(actual[1:], graph[1:], strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)

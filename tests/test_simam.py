@@ -78,3 +78,40 @@ def test_matches_pytorch():
     x = random_inputs((3, 5, 7, 4), seed=6)
     expected = official(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(kr.SimAM()(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["eager", "graph", "xla", "dynamic"])
+@pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 1, 4)], ids=["5x6", "1x1"])
+def test_analytic_gradient_matches_autodiff_of_the_formula(path, shape):
+    import tensorflow as tf
+
+    def formula(x, e_lambda=1e-4):
+        n = tf.maximum(tf.cast(tf.shape(x)[1] * tf.shape(x)[2] - 1, x.dtype), 1.0)
+        d = tf.square(x - tf.reduce_mean(x, axis=[1, 2], keepdims=True))
+        energy = tf.reduce_sum(d, axis=[1, 2], keepdims=True) / n + e_lambda
+        return x * tf.sigmoid(d / (4.0 * energy) + 0.5)
+
+    layer = kr.SimAM(e_lambda=1e-4)
+    x = tf.constant(random_inputs(shape, seed=5))
+    dy = tf.constant(random_inputs(shape, seed=6))
+
+    def gradient(fn):
+        def run(t):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                y = fn(t)
+            return tape.gradient(y, t, output_gradients=dy)
+
+        return run
+
+    wrap = {
+        "eager": lambda f: f,
+        "graph": tf.function,
+        "xla": lambda f: tf.function(f, jit_compile=True),
+        "dynamic": lambda f: tf.function(
+            f, input_signature=[tf.TensorSpec((None, None, None, shape[-1]))]
+        ),
+    }[path]
+    expected = gradient(formula)(x)
+    actual = wrap(gradient(lambda t: layer(t, training=True)))(x)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import reduced_width
-from keras_recalib.layers._stats import in_xla_context
+from keras_recalib.layers._stats import in_xla_context, xla_barrier
 
 # --- arguments -----------------------------------------------------------------------------------
 
@@ -188,7 +188,8 @@ def fold_batch_norm(bn, dtype):
 def z_pool(x, axis):
     """The max and the mean over `axis` (kept, size 1), as two maps: the official Z-pool order
     (max first) of CBAM's spatial gate and Triplet Attention."""
-    return tf.reduce_max(x, axis=axis, keepdims=True), tf.reduce_mean(x, axis=axis, keepdims=True)
+    maximum = xla_barrier(tf.reduce_max(x, axis=axis, keepdims=True))
+    return maximum, xla_barrier(tf.reduce_mean(x, axis=axis, keepdims=True))
 
 
 def zpool_conv(maximum, mean, kernel):
@@ -213,23 +214,68 @@ def _plane_conv(plane, taps):
     A one-channel convolution is a poor fit for both of TensorFlow's CPU paths, so with a
     known map size it is written differently (the same sum in another order):
 
-    - a map whose short side is at most 16 (64 under XLA): a convolution along the long side,
+    - under XLA: the sum of k^2 shifted copies of the padded map, one fused loop
+      (`_shifted_taps`). XLA's CPU backend runs a one-channel convolution through a generic
+      loop, 10-20x slower.
+    - elsewhere, for a map whose short side is at most 16: a convolution along the long side,
       with the short side as channels and a banded (k, 1, short, short) kernel
       (`_banded_conv`). oneDNN takes about 5x longer for the one-channel convolution of a thin
-      2048 x 7 plane (Triplet's channel planes), and XLA's CPU backend, which runs it through
-      a generic loop, about 10x longer, also on a square 56 x 56 map.
-    - a larger map under XLA: the sum of k^2 shifted copies (`_shifted_taps`). (Not for all:
-      XLA fuses that sum into each consumer of the gate, and recomputes it there.)
+      2048 x 7 plane (Triplet's channel planes).
     - otherwise, and when the size is unknown: the plain convolution.
     """
     height, width = plane.shape[1], plane.shape[2]
     if height is not None and width is not None:
-        xla = in_xla_context()
-        if min(height, width) <= (_BANDED_MAX_XLA if xla else _BANDED_MAX):
-            return _banded_conv(plane, taps)
-        if xla:
+        if in_xla_context():
             return _shifted_taps(plane, taps)
+        if min(height, width) <= _BANDED_MAX:
+            return _banded_conv(plane, taps)
     return tf.nn.conv2d(plane, taps[:, :, None, None], 1, "SAME")
+
+
+def channel_conv(values, taps):
+    """The "SAME" 1-D cross-correlation of (batch, channels) `values` with odd-length `taps`
+    along the channels: (k - 1) // 2 zeros on each side, as ECA's official `Conv1d`.
+
+    Under XLA it is the sum of k shifted, scaled copies (`_shifted_channels`): XLA's CPU backend
+    runs a one-channel convolution through a generic loop, slower there than in graph mode.
+    Elsewhere the convolution (CONV_2D in TFLite).
+    """
+    channels = values.shape[-1]
+    k = int(taps.shape[0])
+    if in_xla_context():
+        return _shifted_channels(values, taps)
+    mixed = tf.nn.conv2d(
+        tf.reshape(values, [-1, 1, channels, 1]), tf.reshape(taps, [1, k, 1, 1]), 1, "SAME"
+    )
+    return tf.reshape(mixed, [-1, channels])
+
+
+def _shifted_sum_1d(values, taps):
+    channels, k = values.shape[-1], int(taps.shape[0])
+    half = (k - 1) // 2
+    padded = tf.pad(values, [[0, 0], [half, half]])
+    total = None
+    for j in range(k):
+        term = padded[:, j : j + channels] * taps[j]
+        total = term if total is None else total + term
+    return padded, total
+
+
+@tf.custom_gradient
+def _shifted_channels(values, taps):
+    """`channel_conv` as k shifted copies, with the analytic gradient (XLA's own, through the
+    slices, is several times slower than the forward pass)."""
+    padded, total = _shifted_sum_1d(values, taps)
+
+    def grad(upstream):
+        _, d_values = _shifted_sum_1d(upstream, tf.reverse(taps, [0]))
+        channels = values.shape[-1]
+        d_taps = tf.stack(
+            [tf.reduce_sum(padded[:, j : j + channels] * upstream) for j in range(taps.shape[0])]
+        )
+        return d_values, d_taps
+
+    return total, grad
 
 
 def _band(k, size, rows):
@@ -260,29 +306,37 @@ def _banded_conv(plane, taps):
 
 
 def _shifted_sum(plane, taps):
+    # On (batch, h, w): with the trailing size-1 axis, XLA's loops would not vectorise.
     k = int(taps.shape[0])
     height, width = int(plane.shape[1]), int(plane.shape[2])
     half = (k - 1) // 2
-    padded = tf.pad(plane, [[0, 0], [half, half], [half, half], [0, 0]])
+    padded = tf.pad(plane[..., 0], [[0, 0], [half, half], [half, half]])
     total = None
     for i in range(k):
         for j in range(k):
             term = padded[:, i : i + height, j : j + width] * taps[i, j]
             total = term if total is None else total + term
-    return total
+    return total[..., None]
 
 
 @tf.custom_gradient
 def _shifted_taps(plane, taps):
     """`_plane_conv` as the sum of k^2 shifted, scaled copies of the zero-padded map.
 
-    The gradient with respect to the map is the same sum with the kernel flipped; the one with
-    respect to the taps, k^2 sums over the map of products, is one matrix product (XLA would
-    otherwise emit k^2 slow fused reductions): the k row-shifted copies of the padded map,
-    side by side, times the upstream gradient, whose diagonals are the taps' gradients.
+    Its gradients: for a map whose short side is at most 64, those of `_banded_conv` (XLA's
+    convolution gradients with `short` channels beat the k^2-term sums here, whose forward
+    pass is the faster one); for a larger map, the same sum with the kernel flipped for the
+    map, and for the taps, k^2 sums over the map of products, one matrix product: the k
+    row-shifted copies of the padded map side by side, times the upstream gradient, whose
+    diagonals are the taps' gradients.
     """
 
     def grad(dy):
+        if min(plane.shape[1], plane.shape[2]) <= _BANDED_MAX_XLA:
+            with tf.GradientTape() as tape:
+                tape.watch([plane, taps])
+                out = _banded_conv(plane, taps)
+            return tape.gradient(out, [plane, taps], output_gradients=dy)
         d_plane = _shifted_sum(dy, tf.reverse(taps, [0, 1]))
         p, d = plane, dy
         if p.shape[2] > p.shape[1]:  # contract over the long side
@@ -301,7 +355,7 @@ def _shifted_taps(plane, taps):
             d_taps = tf.transpose(d_taps)
         return d_plane, d_taps
 
-    return _shifted_sum(plane, taps), grad
+    return xla_barrier(_shifted_sum(plane, taps)), grad
 
 
 def zpool_gate(maximum, mean, kernel, bn, training):

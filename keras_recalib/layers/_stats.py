@@ -122,6 +122,12 @@ def channel_scale(x, gate):
     return scale(x, gate)
 
 
+def spatial_sum(t):
+    """Sum over height and width of an NHWC tensor, (batch, channels): an average pooling in
+    graph mode, vectorised partial sums under XLA (see `spatial_moments`)."""
+    return _spatial_sum(t)
+
+
 def _spatial_sum(t):
     height, width = t.shape[1], t.shape[2]
     if height is None or width is None:
@@ -140,6 +146,32 @@ def in_xla_context():
         return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
     except (ImportError, AttributeError):
         return False
+
+
+def xla_barrier(tensor):
+    """`tensor` unchanged; under XLA, computed once and stored (an optimisation barrier), in the
+    forward pass and, for its gradient, in the backward pass.
+
+    For small per-(batch, channel) statistics and gates: XLA's CPU backend otherwise fuses the
+    elementwise chain that produces one into every consumer, and so recomputes it for every
+    pixel of a full-size product (or of the full-size input gradient it is broadcast into).
+    Outside XLA, or without the (non-public) operation, it returns its input.
+    """
+    if not in_xla_context():
+        return tensor
+    try:
+        from tensorflow.compiler.tf2xla.python import xla as tf2xla
+    except ImportError:
+        return tensor
+
+    @tf.custom_gradient
+    def barrier(value):
+        def grad(upstream):
+            return tf2xla.optimization_barrier(upstream)[0]
+
+        return tf2xla.optimization_barrier(value)[0], grad
+
+    return barrier(tensor)
 
 
 def _chunk(count):

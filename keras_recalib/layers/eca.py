@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import refuse_inactive
-from keras_recalib.layers._stats import channel_scale
+from keras_recalib.layers._ops import channel_conv, refuse_inactive
+from keras_recalib.layers._stats import channel_scale, xla_barrier
 
 
 def adaptive_kernel_size(channels, gamma=2.0, beta=1.0):
@@ -129,12 +129,8 @@ class EfficientChannelAttention(RecalibrationLayer):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
         dtype = self._stats_dtype
         x = tf.cast(self._prepare_input(inputs), dtype)
-        channels = x.shape[-1]
-        pooled = tf.reshape(tf.reduce_mean(x, axis=[1, 2]), [-1, 1, channels, 1])
-        kernel = tf.reshape(tf.cast(self.kernel, dtype), [1, -1, 1, 1])
-        # "SAME" with an odd kernel pads (k - 1) // 2 zeros on each side, as the official code.
-        mixed = tf.nn.conv2d(pooled, kernel, strides=1, padding="SAME")
-        return tf.sigmoid(tf.reshape(mixed, [-1, channels]))
+        pooled = xla_barrier(tf.reduce_mean(x, axis=[1, 2]))
+        return xla_barrier(tf.sigmoid(channel_conv(pooled, tf.cast(self.kernel, dtype))))
 
     def call(self, inputs):
         x = self._prepare_input(inputs)

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._stats import bessel_factor, safe_sqrt, spatial_count
+from keras_recalib.layers._stats import bessel_factor, safe_sqrt, spatial_count, xla_barrier
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -121,7 +121,8 @@ class SpatialGroupEnhance(RecalibrationLayer):
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        gate = tf.cast(self.compute_gate(x), x.dtype)
+        # Stored once under XLA: fused into the product, the sigmoid would run per element.
+        gate = tf.cast(xla_barrier(self.compute_gate(x)), x.dtype)
         y = self._grouped(x) * tf.expand_dims(gate, -1)
         return tf.reshape(y, tf.shape(x))
 

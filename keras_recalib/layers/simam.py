@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
+from keras_recalib.layers._stats import spatial_count, spatial_moments, spatial_sum, xla_barrier
 
 # The smallest regulariser accepted: far above float32's smallest subnormal (~1.4e-45).
 MIN_LAMBDA = 1e-10
@@ -69,11 +70,7 @@ class SimAM(RecalibrationLayer):
         dtype = self._stats_dtype
         # Squared deviations of large float16 activations overflow: computed in float32.
         x = tf.cast(x, dtype)
-        d = tf.square(x - tf.reduce_mean(x, axis=[1, 2], keepdims=True))
-        shape = tf.shape(x)
-        n = tf.maximum(tf.cast(shape[1] * shape[2] - 1, dtype), 1.0)
-        energy = tf.reduce_sum(d, axis=[1, 2], keepdims=True) / n + self.e_lambda
-        return tf.sigmoid(d / (4.0 * energy) + 0.5)
+        return _simam_gate(x, self.e_lambda)
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
@@ -83,3 +80,41 @@ class SimAM(RecalibrationLayer):
         config = super().get_config()
         config.update({"e_lambda": self.e_lambda})
         return config
+
+
+def _simam_gate(x, e_lambda):
+    """sigmoid(d / (4 (sum(d) / n + e_lambda)) + 1/2), d = (x - mean)^2, n = max(HW - 1, 1),
+    with its analytic gradient.
+
+    sum(d) is HW times the biased variance, from the shared `spatial_moments`; the gradient's
+    two per-(batch, channel) sums go through the same fast sums as SRM's (`spatial_sum`). Both
+    replace reductions of fused elementwise expressions, which XLA's CPU backend runs element
+    by element (slower than graph mode, forward and backward).
+    """
+
+    @tf.custom_gradient
+    def gate(x):
+        mean, var = spatial_moments(x)
+        channels = x.shape[-1]
+        count = tf.cast(spatial_count(x), x.dtype)
+        scale = count / tf.maximum(count - 1.0, 1.0)
+        energy = xla_barrier(var * scale + e_lambda)
+        mean = tf.reshape(xla_barrier(mean), [-1, 1, 1, channels])
+        inverse = tf.reshape(0.25 / energy, [-1, 1, 1, channels])  # 1 / (4 energy)
+        centred = x - mean
+        d = tf.square(centred)
+        s = tf.sigmoid(d * inverse + 0.5)
+
+        def grad(ds):
+            w = ds * s * (1.0 - s) * inverse  # dL/dd
+            # Through the energy (its variance) and through the mean inside d.
+            d_energy = -spatial_sum(w * d) / energy
+            d_var = d_energy * scale
+            d_mean = -2.0 * spatial_sum(w * centred)
+            slope = tf.reshape(xla_barrier(d_var) * (2.0 / count), [-1, 1, 1, channels])
+            offset = tf.reshape(xla_barrier(d_mean) / count, [-1, 1, 1, channels])
+            return centred * (2.0 * w + slope) + offset
+
+        return s, grad
+
+    return gate(x)

@@ -16,13 +16,14 @@ from keras_recalib.layers._ops import initializer_or_fan_out, refuse_inactive, z
 
 # In the official NCHW code the `cw` branch pools over H and convolves the (C, W) plane, the
 # `hc` branch pools over W and convolves the (H, C) plane, the `hw` branch pools over C and
-# convolves the (H, W) plane. A pooled NHWC map is carried onto its plane, and the plane's gate
-# back, by one self-inverse rank-4 permutation that keeps the official kernel's axis order.
+# convolves the (H, W) plane. Here each pooled NHWC map stays in its memory order, as a plane
+# (the pooled size-1 axis moved last: a reshape, no data moved), and the `cw` kernel is
+# transposed instead, since that plane is (W, C) in NHWC order.
 _BRANCHES = {
-    # name: (pooled axis of the NHWC input, permutation between pooled map and plane)
-    "cw": (1, (0, 3, 2, 1)),  # (B, 1, W, C) <-> (B, C, W, 1)
-    "hc": (2, (0, 1, 3, 2)),  # (B, H, 1, C) <-> (B, H, C, 1)
-    "hw": (3, None),  # (B, H, W, 1) already
+    # name: (pooled axis, pooled map -> plane, plane -> pooled map, kernel transposed)
+    "cw": (1, (0, 2, 3, 1), (0, 3, 1, 2), True),  # (B, 1, W, C) <-> (B, W, C, 1)
+    "hc": (2, (0, 1, 3, 2), (0, 1, 3, 2), False),  # (B, H, 1, C) <-> (B, H, C, 1)
+    "hw": (3, None, None, False),  # (B, H, W, 1) already
 }
 
 
@@ -160,17 +161,19 @@ class TripletAttention(RecalibrationLayer):
         """Branch `name`'s gate in the statistics dtype, shaped to broadcast over the input:
         (batch, 1, width, channels) for `cw`, (batch, height, 1, channels) for `hc`,
         (batch, height, width, 1) for `hw`."""
-        axis, permutation = _BRANCHES[name]
+        axis, to_plane, from_plane, transposed = _BRANCHES[name]
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
         maximum, mean = z_pool(x, axis)
-        if permutation is not None:
-            maximum = tf.transpose(maximum, permutation)
-            mean = tf.transpose(mean, permutation)
+        if to_plane is not None:
+            maximum = tf.transpose(maximum, to_plane)
+            mean = tf.transpose(mean, to_plane)
         kernel = tf.cast(getattr(self, f"{name}_kernel"), x.dtype)
+        if transposed:
+            kernel = tf.transpose(kernel, (1, 0, 2, 3))
         bn = getattr(self, f"{name}_bn")
         gate = zpool_gate(maximum, mean, kernel, bn, training and self.trainable)
-        if permutation is not None:
-            gate = tf.transpose(gate, permutation)
+        if from_plane is not None:
+            gate = tf.transpose(gate, from_plane)
         return gate
 
     def call(self, inputs, training=None):
