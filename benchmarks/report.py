@@ -9,17 +9,19 @@ NOTES = {
     "cbam": "channel attention (two pooled statistics and an MLP) followed by spatial attention: "
     "a channel-wise max and mean per pixel, a 7x7 convolution, batch normalisation, and a "
     "second full-size multiply, so the input is read about four times and written twice.",
-    "triplet": "three branches, two of them on rotated views of the tensor: each rotation is a "
-    "full-size transpose (read + write) before and after its gate, so the tensor is copied "
-    "four times besides the three Z-pools and 7x7 convolutions.",
+    "triplet": "three branches, each a Z-pool of the whole input along one axis (channels, "
+    "height, width: six full reads), a 7x7 convolution of its two pooled maps and a gate "
+    "broadcast back, then three full-size products summed. No full-size transpose: the pooled "
+    "maps are convolved in memory order.",
     "ca": "pools along height and along width separately (two reductions), concatenates, a 1x1 "
     "convolution + BN + hard-swish, two more 1x1 convolutions and two broadcast multiplies "
     "(one per direction), i.e. two full-size products instead of one.",
     "sge": "per-group spatial statistics of a per-pixel similarity: the similarity map "
     "(channel-group dot products) and its normalisation add full-size passes besides the "
     "gate multiply.",
-    "simam": "an energy function per element: (x - mean)^2 and its sum are full-size "
-    "passes, then an elementwise sigmoid of a per-element expression, not a per-channel gate.",
+    "simam": "an energy function per element: the gate is a sigmoid of each element's own "
+    "squared deviation, i.e. a full-size gate computed per element, not per channel; besides "
+    "the statistics pass it reads the input twice (gate, product).",
     "ge": "gather as a depth-wise strided pooling/conv over the map and an upsampled (per-pixel) "
     "gate: more than one full-size pass and a full-size gate tensor.",
     "se": "global average pool + two dense layers + multiply; above 2x only where the small "
@@ -51,6 +53,12 @@ EXPLANATION = """## How to read these numbers
   dy * x over height and width with XLA's element-by-element reduction, so the XLA floor is
   slower than the graph-mode floor; SRM's custom gradient avoids that reduction, which is why
   SRM's XLA forward + backward can be cheaper than the XLA floor.
+- **XLA.** XLA's CPU backend has three slow spots that the layers avoid under
+  `jit_compile=True`: a reduction of a fused elementwise expression (run element by element;
+  the package's sums use vectorised partial sums instead), a one-channel convolution (a
+  generic loop; ECA, CBAM and Triplet use shifted-tap sums there), and recomputation: XLA
+  fuses a small per-channel chain (sigmoid, normalisation) into every full-size consumer, so
+  gates and statistics pass an optimisation barrier that stores them once.
 - **Model level.** Any layer between the last BN of a residual branch and the addition breaks
   oneDNN's fused convolution + BN + add + ReLU in graph mode, which is what the `x * g` floor
   model measures; SRM's own cost is the "SRM vs floor" column. In training, SRM (like any gate

@@ -119,7 +119,8 @@ def channel_scale(x, gate):
 
         return x * broadcast, grad
 
-    return scale(x, gate)
+    # Stored once under XLA: fused into the product, the gate's chain would run per element.
+    return scale(x, xla_barrier(gate))
 
 
 def spatial_sum(t):

@@ -24,6 +24,7 @@ from keras_recalib.layers._ops import (
     resize,
     torch_padding,
 )
+from keras_recalib.layers._stats import channel_scale
 
 # The local gather's depthwise convolutions (timm): 3x3, stride 2, PyTorch padding 1.
 _LOCAL_KERNEL, _LOCAL_STRIDE = 3, 2
@@ -258,9 +259,11 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         gate = self.compute_gate(x, training=bool(training))
-        if not self._global:
-            # Nearest-neighbour, as PyTorch's default `F.interpolate`.
-            gate = resize(gate, axis_size(x, 1), axis_size(x, 2))
+        if self._global:
+            # The shared product with SRM's faster gradient of the per-channel gate.
+            return channel_scale(x, tf.cast(tf.reshape(gate, [-1, x.shape[-1]]), x.dtype))
+        # Nearest-neighbour, as PyTorch's default `F.interpolate`.
+        gate = resize(gate, axis_size(x, 1), axis_size(x, 2))
         return x * tf.cast(gate, x.dtype)
 
     def get_config(self):
