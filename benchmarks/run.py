@@ -91,7 +91,7 @@ def make_config(args):
         budget_s=0.5 if quick else 2.5,
         model_batch=args.model_batch or (2 if quick else 8),
         model_size=args.model_size or (64 if quick else 224),
-        model_repeats=3 if quick else 5,
+        model_repeats=3 if quick else 11,
         calibration_samples=2 if quick else 8,
         torch=has_torch,
         # --quick leaves out what costs compile time rather than run time.
