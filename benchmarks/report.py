@@ -72,7 +72,54 @@ EXPLANATION = """## How to read these numbers
   the spatial reduction is over the contiguous axis.
 - **Noise.** The machine has two cores shared with other jobs: the load averages above say how
   busy it was; every group of functions is timed interleaved so that a busy moment hits all of
-  them, but single figures move by about 10 % between runs.
+  them, but single figures move by about 10 % between runs. The model-level figures move the
+  most: single ResNet-50 samples spread by +-25 % here, so medians of 11 still move by
+  several percent between runs, in either direction.
+
+## Targets not met: what was tried, what limits them
+
+- **SRM forward at most 1.5x the floor.** The floor writes the tensor once and reads it once;
+  SRM must also read it at least once for its statistics before it can multiply, and one
+  such read alone costs 0.45-0.55x the floor at 56x56 (0.7-0.9x at the small maps, where
+  fixed per-op costs dominate), so 1.5x is the limit of a one-read algorithm. Graph mode
+  needs two reads and a full-size write: TensorFlow has no kernel that sums squares per
+  (sample, channel) in one pass (`EuclideanNorm` has no TFLite or XLA kernel;
+  `FusedBatchNorm` and layer or instance norm reduce over the batch or write the normalised
+  tensor; batched matrix products would compute the whole C x C Gram matrix), and
+  `squared_difference` or `square` + pooling measure the same as the pair used. XLA's CPU
+  backend makes no multi-output loop fusion: the sum and the sum of squares are two loops,
+  each reading the tensor. Tried there: both sums packed into one complex64 loop (16 %
+  faster statistics at 56x56, but 3x slower at 14x14, where XLA fuses the loop into an
+  unvectorised complex reduction; with a matrix-product reduction instead, within +-10 %),
+  both sums concatenated or stacked into one output (no gain, or 4x slower), a reduction of
+  fused squares (4x slower), other chunk sizes (the chosen one is the fastest).
+- **SRM faster than `torch.compile`.** Inductor emits one Welford pass plus the product, on
+  NCHW, where the reduced axis is contiguous. On the small maps TensorFlow's per-call cost
+  dominates: its own `x * g` floor is slower than PyTorch's (up to 4x at 7x7x2048), and at
+  7x7x2048 even than the whole compiled PyTorch SRM; against each framework's own floor,
+  the package's XLA SRM is the lower ratio at every shape.
+- **At least 1.4x faster than the seed translation.** Met everywhere except at 56x56 under
+  XLA, where the seed's `tf.nn.moments` is itself a two-loop XLA program and the package's
+  is bounded by the two reads above.
+- **No layer slower under XLA than in graph mode.** Met by the gates at the three larger
+  maps. Left: SCConv (up to about 1.15x), whose 3x3 convolutions of C/2 channels run on
+  XLA's Eigen convolutions instead of oneDNN's, and, at 7x7x2048, where fixed per-call costs
+  dominate milliseconds, Triplet's forward + backward and Gather-Excite's forward (up to about
+  1.2x; TensorFlow's own `x * g` is 1.2-1.7x slower forward + backward under XLA).
+- **SRM-ResNet-50 within +3 % inference, +5 % training, +5 % memory.** The `x * g` floor
+  alone, one multiply per block, sums to about 5 % of ResNet-50's inference time at batch 8
+  on this CPU (the per-layer floors at the four stages times 3, 4, 6 and 3 blocks), above
+  the 3 % budget before any statistic; graph mode also loses oneDNN's fused
+  convolution + BN + add + ReLU where a gate sits before the addition (the "floor vs plain"
+  column). XLA fuses the product into the addition, which is why the XLA figures are the
+  lowest. Memory: a gate's gradient needs its input, the branch's BN output, which plain
+  ResNet-50 never keeps for the backward pass: one activation-sized tensor per block, the
+  "floor vs plain" memory. SRM itself now adds almost nothing on top of that (it kept one
+  more tensor per block until its moments gradient stopped TensorFlow's executor from
+  computing `x - mean` during the forward pass). int8 TFLite: XNNPACK runs int8
+  convolutions far faster than int8 elementwise ops with requantisation; SRM's statistics
+  add two such full-size ops (SUB, MUL) and two average poolings per block to the gate's
+  own MUL.
 """
 
 
