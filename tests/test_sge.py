@@ -133,3 +133,25 @@ def test_loader_reports_wrong_shapes():
         load_torch_weights(layer, state)
     assert "'weight' has shape (1, 2, 1, 1), expected (1, 4, 1, 1)" in str(info.value)
     assert "missing key 'bias'" in str(info.value)
+
+
+def test_xla_statistics_path_matches_graph_mode():
+    # Under XLA the similarity's moments come from the shared partial sums, elsewhere from
+    # tf.nn.moments: outputs and gradients agree.
+    import tensorflow as tf
+
+    layer = kr.SpatialGroupEnhance(groups=4)
+    x = tf.constant(random_inputs((2, 5, 7, 16), seed=3))
+    layer.build(x.shape)
+    layer.weight.assign(np.linspace(-1.0, 1.0, 4).reshape(layer.weight.shape))
+
+    def step(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = layer(t, training=True)
+        return (y, *tape.gradient(y, [t, *layer.trainable_weights]))
+
+    graph = tf.function(step)(x)
+    xla = tf.function(step, jit_compile=True)(x)
+    for a, e in zip(xla, graph, strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)

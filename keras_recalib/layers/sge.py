@@ -13,6 +13,7 @@ from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._stats import (
     bessel_factor,
+    in_xla_context,
     safe_sqrt,
     spatial_count,
     spatial_moments,
@@ -110,10 +111,14 @@ class SpatialGroupEnhance(RecalibrationLayer):
         grouped = self._grouped(tf.cast(x, dtype))
         context = tf.reduce_mean(grouped, axis=1, keepdims=True)
         similarity = tf.reduce_sum(grouped * context, axis=-1)
-        # The shared moments (over the HW axis of a (B, HW, 1, G) view): tf.nn.moments reduces a
-        # fused squared difference, which XLA's CPU backend runs element by element.
-        mean, var = spatial_moments(tf.expand_dims(similarity, 2))
-        mean, var = tf.expand_dims(mean, 1), tf.expand_dims(var, 1)
+        if in_xla_context():
+            # The shared moments (over the HW axis of a (B, HW, 1, G) view): tf.nn.moments
+            # reduces a fused squared difference, which XLA's CPU backend runs element by
+            # element. Not elsewhere: int8 TFLite is more accurate with tf.nn.moments' ops.
+            mean, var = spatial_moments(tf.expand_dims(similarity, 2))
+            mean, var = tf.expand_dims(mean, 1), tf.expand_dims(var, 1)
+        else:
+            mean, var = tf.nn.moments(similarity, axes=[1], keepdims=True)
         var = var * bessel_factor(spatial_count(similarity, axes=(1,)), dtype)
         # The official 1 / (std + 1e-5), as rsqrt of its square: int8 TFLite's DIV aborts on a
         # divisor that quantises to zero, RSQRT does not.
