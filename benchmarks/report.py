@@ -95,17 +95,21 @@ EXPLANATION = """## How to read these numbers
   fused squares (4x slower), other chunk sizes (the chosen one is the fastest).
 - **SRM faster than `torch.compile`.** Inductor emits one Welford pass plus the product, on
   NCHW, where the reduced axis is contiguous. On the small maps TensorFlow's per-call cost
-  dominates: its own `x * g` floor is slower than PyTorch's (up to 4x at 7x7x2048), and at
-  7x7x2048 even than the whole compiled PyTorch SRM; against each framework's own floor,
-  the package's XLA SRM is the lower ratio at every shape.
+  dominates: its own `x * g` floor is 2-4x slower than PyTorch's at 28x28 to 7x7, and at
+  7x7x2048 slower even than the whole compiled PyTorch SRM. Measured against each
+  framework's own floor, the package's XLA SRM has the lower ratio from 28x28 to 7x7; at
+  56x56, where PyTorch's own floor is the slower one, the package's SRM is the faster
+  outright (about 2.5x).
 - **At least 1.4x faster than the seed translation.** Met everywhere except at 56x56 under
   XLA, where the seed's `tf.nn.moments` is itself a two-loop XLA program and the package's
   is bounded by the two reads above.
 - **No layer slower under XLA than in graph mode.** Met by the gates at the three larger
-  maps. Left: SCConv (up to about 1.15x), whose 3x3 convolutions of C/2 channels run on
-  XLA's Eigen convolutions instead of oneDNN's, and, at 7x7x2048, where fixed per-call costs
-  dominate milliseconds, Triplet's forward + backward and Gather-Excite's forward (up to about
-  1.2x; TensorFlow's own `x * g` is 1.2-1.7x slower forward + backward under XLA).
+  maps. Left: SCConv, whose 3x3 convolutions of C/2 channels run on XLA's Eigen convolutions
+  instead of oneDNN's (1.0-1.3x in most cells; its forward + backward takes about a second
+  per call here, so only three samples per mode fit the budget and single cells have
+  measured up to 2.3x), and, at 7x7x2048, where fixed per-call costs dominate milliseconds,
+  Triplet's forward + backward (about 1.2x). TensorFlow's own `x * g` is 1.0-4x slower
+  forward + backward under XLA.
 - **SRM-ResNet-50 within +3 % inference, +5 % training, +5 % memory.** The `x * g` floor
   alone, one multiply per block, sums to about 5 % of ResNet-50's inference time at batch 8
   on this CPU (the per-layer floors at the four stages times 3, 4, 6 and 3 blocks), above
