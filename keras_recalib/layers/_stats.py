@@ -115,7 +115,7 @@ def channel_scale(x, gate):
         def grad(dy):
             dtype = tf.float32 if x.dtype in (tf.float16, tf.bfloat16) else x.dtype
             product = tf.cast(dy, dtype) * tf.cast(x, dtype)
-            return dy * broadcast, tf.cast(_spatial_sum(product), gate.dtype)
+            return dy * broadcast, tf.cast(spatial_sum(product), gate.dtype)
 
         return x * broadcast, grad
 
@@ -126,10 +126,6 @@ def channel_scale(x, gate):
 def spatial_sum(t):
     """Sum over height and width of an NHWC tensor, (batch, channels): an average pooling in
     graph mode, vectorised partial sums under XLA (see `spatial_moments`)."""
-    return _spatial_sum(t)
-
-
-def _spatial_sum(t):
     height, width = t.shape[1], t.shape[2]
     if height is None or width is None:
         return tf.reduce_sum(t, axis=[1, 2])
