@@ -4,6 +4,20 @@ import numpy as np
 import tensorflow as tf
 
 
+def value_and_gradients(fn, upstream):
+    """A step `(*inputs) -> (fn(*inputs), *gradients)`: the gradients of `fn` with respect to
+    every input, given the upstream gradient `upstream`. Run it eagerly or wrap it in
+    `tf.function` (with or without `jit_compile`)."""
+
+    def step(*inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(list(inputs))
+            y = fn(*inputs)
+        return (y, *tape.gradient(y, list(inputs), output_gradients=upstream))
+
+    return step
+
+
 def random_inputs(shape, seed=0, scale=1.0, dtype="float32"):
     rng = np.random.default_rng(seed)
     # A per-channel offset and scale so statistics differ between channels.

@@ -4,6 +4,7 @@ reach every branch."""
 import keras
 import numpy as np
 import pytest
+from contract_utils import value_and_gradients
 
 from keras_recalib.layers import _ops
 
@@ -61,20 +62,11 @@ def test_plane_conv_matches_the_plain_convolution_and_its_gradients(shape, k, ji
     taps = tf.constant(rng.standard_normal((k, k)).astype("float32"))
     dy = tf.constant(rng.standard_normal(shape).astype("float32"))
 
-    def run(conv):
-        def step(p, t):
-            with tf.GradientTape() as tape:
-                tape.watch([p, t])
-                y = conv(p, t)
-            return (y, *tape.gradient(y, [p, t], output_gradients=dy))
-
-        return step
-
     def plain(p, t):
         return tf.nn.conv2d(p, t[:, :, None, None], 1, "SAME")
 
-    expected = run(plain)(plane, taps)
-    actual = tf.function(run(_ops._plane_conv), jit_compile=jit)(plane, taps)
+    expected = value_and_gradients(plain, dy)(plane, taps)
+    actual = tf.function(value_and_gradients(_ops._plane_conv, dy), jit_compile=jit)(plane, taps)
     for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())
 
@@ -89,21 +81,13 @@ def test_channel_conv_matches_the_plain_convolution_and_its_gradients(k, jit):
     taps = tf.constant(rng.standard_normal(k).astype("float32"))
     dy = tf.constant(rng.standard_normal((3, 11)).astype("float32"))
 
-    def run(conv):
-        def step(v, t):
-            with tf.GradientTape() as tape:
-                tape.watch([v, t])
-                y = conv(v, t)
-            return (y, *tape.gradient(y, [v, t], output_gradients=dy))
-
-        return step
-
     def plain(v, t):
         padded = np.pad(v.numpy(), [(0, 0), ((k - 1) // 2, (k - 1) // 2)])
         return tf.constant(sum(padded[:, j : j + 11] * t.numpy()[j] for j in range(k)))
 
-    actual = tf.function(run(_ops.channel_conv), jit_compile=jit)(values, taps)
+    step = value_and_gradients(_ops.channel_conv, dy)
+    actual = tf.function(step, jit_compile=jit)(values, taps)
     np.testing.assert_allclose(actual[0], plain(values, taps), rtol=1e-5, atol=1e-6)
-    graph = tf.function(run(_ops.channel_conv))(values, taps)  # the convolution's own gradients
+    graph = tf.function(step)(values, taps)  # the convolution's own gradients
     for a, e in zip(actual[1:], graph[1:], strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
