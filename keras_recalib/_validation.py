@@ -5,10 +5,14 @@ ends with ``Received: name=value``, so that a wrong config dict or a typo fails 
 instead of deep inside TensorFlow.
 """
 
+import inspect
 import math
 import numbers
 
+import keras
 import numpy as np
+
+from keras_recalib._conventions import fan_out_normal
 
 
 def _fail(name, expected, value):
@@ -60,7 +64,6 @@ def check_choice(name, value, choices):
 def get_initializer(name, value):
     """A Keras initializer; `None` is refused (layers whose default is "the official init"
     handle `None` themselves before calling this)."""
-    import keras
 
     if value is None:
         _fail(name, "a Keras initializer, its name or its config", value)
@@ -71,7 +74,6 @@ def get_initializer(name, value):
 
 
 def get_regularizer(name, value):
-    import keras
 
     try:
         return keras.regularizers.get(value)
@@ -95,16 +97,37 @@ def fresh_initializer(initializer):
     return type(initializer).from_config(config)
 
 
-def refuse_inactive(condition, arguments):
+def _canonical(name, value):
+    # Initializers and regularizers compare by their serialized config, so "zeros", Zeros() and
+    # the dict `get_config` wrote count as the same value.
+    if name.endswith("_initializer"):
+        return keras.initializers.serialize(keras.initializers.get(value))
+    if name.endswith("_regularizer"):
+        return keras.regularizers.serialize(keras.regularizers.get(value))
+    return value
+
+
+def refuse_inactive(cls, condition, **arguments):
     """Refuses arguments that would have no effect, instead of silently ignoring them.
 
-    Args:
-        condition: what makes them inactive, e.g. "use_batch_norm=False".
-        arguments: name -> (value, default); a value other than its default is an error.
+    Each of `arguments` (name=value, after its own check) that differs from its default in
+    `cls.__init__` is a ValueError while `condition` (e.g. "use_batch_norm=False") switches it
+    off; initializers and regularizers compare by their config, so `from_config(get_config())`
+    still works.
     """
-    for name, (value, default) in arguments.items():
-        if value != default:
+    parameters = inspect.signature(cls.__init__).parameters
+    for name, value in arguments.items():
+        default = parameters[name].default
+        if _canonical(name, value) != _canonical(name, default):
             raise ValueError(
                 f"Argument `{name}` has no effect with {condition}; leave it at its default "
                 f"({default!r}). Received: {name}={value!r}"
             )
+
+
+def initializer_or_fan_out(name, value):
+    """Argument `name` as a Keras initializer, `None` meaning the official trainings'
+    fan-out normal (`keras_recalib._conventions.fan_out_normal`)."""
+    if value is None:
+        return fan_out_normal()
+    return get_initializer(name, value)

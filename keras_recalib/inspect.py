@@ -1,12 +1,13 @@
 """Seeing what the recalibration layers do: per-channel gates on given images, and plots.
 
 `gates(model, images)` finds every recalibration layer of the model (nested models included)
-and returns its per-channel gate on those images. For SRM the gate is the layer's own (and the
-style features and the effective mean/std weights come with it). For the other layers the
-per-channel gate is the least-squares gain between the layer's input and output over the
-spatial positions, sum(x * y) / sum(x * x): exactly the gate for channel gates (SE, ECA, GE,
-SRM), and the energy-weighted average gate for spatial or mixed gates (CBAM, SGE, SimAM, CA,
-Triplet). Layers that are not gates (SelfCalibratedConv2D) are reported without a gate.
+and returns, for each, the gates the layer applies (its `gates()`, the one gate API of every
+layer), their layer-specific details (`gate_details()`, e.g. SRM's style features and
+effective weights) and one per-channel summary gate. The summary is the layer's channel gate
+where that is its only gate (SRM, SE, ECA, global GE); otherwise the least-squares gain between
+the layer's input and output over the spatial positions, sum(x * y) / sum(x * x), the
+energy-weighted average gate of spatial or mixed gates (CBAM, SGE, SimAM, CA, Triplet, local
+GE). Layers that are not gates (SelfCalibratedConv2D) are reported without a gate.
 """
 
 import dataclasses
@@ -15,7 +16,6 @@ import keras
 import numpy as np
 
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers.srm import StyleRecalibration
 
 __all__ = ["LayerGates", "gates", "recalibration_layers", "plot_gates"]
 
@@ -26,19 +26,20 @@ class LayerGates:
 
     Attributes:
         name: the layer's name. kind: its class name.
-        gate: `(images, channels)` per-channel gates, or None for a layer that is not a gate.
-        style_mean, style_std: SRM only, `(images, channels)` style features.
-        mean_weight, std_weight, bias: SRM only, `(channels,)` effective inference weights.
+        gate: `(images, channels)` per-channel summary gates, or None for a layer that is not
+            a gate.
+        gates: the layer's gates by name (`layer.gates(x)`), each broadcastable against the
+            layer's input.
+        details: layer-specific arrays behind the gates (`layer.gate_details(x)`), e.g. SRM's
+            `style_mean`, `style_std` (images, channels) and `mean_weight`, `std_weight`,
+            `bias` (channels,).
     """
 
     name: str
     kind: str
     gate: np.ndarray | None
-    style_mean: np.ndarray | None = None
-    style_std: np.ndarray | None = None
-    mean_weight: np.ndarray | None = None
-    std_weight: np.ndarray | None = None
-    bias: np.ndarray | None = None
+    gates: dict = dataclasses.field(default_factory=dict)
+    details: dict = dataclasses.field(default_factory=dict)
 
 
 def recalibration_layers(model):
@@ -111,13 +112,11 @@ def gates(model, images, batch_size=64):
     images = np.asarray(images, np.float32)
     results = []
     for layer, x, y in _layer_inputs_outputs(model, images, batch_size):
-        entry = LayerGates(name=layer.name, kind=type(layer).__name__, gate=None)
-        if isinstance(layer, StyleRecalibration):
-            mean, std = layer.style_features(x)
-            entry.gate = np.asarray(layer.compute_gate(x, training=False))
-            entry.style_mean, entry.style_std = np.asarray(mean), np.asarray(std)
-            a, b, c = (np.asarray(t) for t in layer.effective_weights())
-            entry.mean_weight, entry.std_weight, entry.bias = a, b, c
+        named = {k: np.asarray(g, np.float32) for k, g in layer.gates(x, training=False).items()}
+        details = {k: np.asarray(d) for k, d in layer.gate_details(x).items()}
+        entry = LayerGates(layer.name, type(layer).__name__, None, named, details)
+        if list(named) == ["channel"]:
+            entry.gate = named["channel"].reshape(len(x), -1)
         elif layer.is_gate:
             energy = np.sum(x * x, axis=(1, 2))
             gain = np.sum(x * y, axis=(1, 2)) / np.maximum(energy, 1e-30)

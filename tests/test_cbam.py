@@ -135,7 +135,8 @@ def test_initial_spatial_gate_is_one_half():
     layer = built_cbam(8, reduction=2)
     x = random_inputs((2, 4, 5, 8))
     for training in (False, True):
-        np.testing.assert_allclose(layer.spatial_gate(x, training=training), 0.5, rtol=1e-6)
+        spatial = layer.gates(x, training=training)["spatial"]
+        np.testing.assert_allclose(spatial, 0.5, rtol=1e-6)
     assert (
         kr.ConvBlockAttention(spatial_gamma_initializer="ones").get_config()[
             "spatial_gamma_initializer"
@@ -150,8 +151,10 @@ def test_spatial_gate_stacks_channel_max_first():
     # Only the first input channel of the filter is non-zero: the gate sees the channel max.
     layer.spatial_kernel.assign(np.array([1.0, 0.0]).reshape(1, 1, 2, 1))
     x = random_inputs((2, 3, 3, 4))
-    expected = 1.0 / (1.0 + np.exp(-x.max(axis=-1, keepdims=True) / np.sqrt(1 + 1e-5)))
-    np.testing.assert_allclose(layer.spatial_gate(x), expected, rtol=1e-5)
+    gates = layer.gates(x)
+    gated = x * np.asarray(gates["channel"])  # the spatial gate sees the channel-gated input
+    expected = 1.0 / (1.0 + np.exp(-gated.max(axis=-1, keepdims=True) / np.sqrt(1 + 1e-5)))
+    np.testing.assert_allclose(gates["spatial"], expected, rtol=1e-5)
 
 
 def test_inference_folds_the_batch_norm():

@@ -256,6 +256,30 @@ def test_training_flag_controls_statistics(case):
 
 @cases
 @pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
+def test_gates_reproduce_the_output(case, training):
+    """The one gate API: `gates()` returns what the layer applies, in [0, 1], broadcastable
+    against the input, combined as `gates_combined_by` says."""
+    layer = built_layer(case)
+    x = random_inputs(case.input_shape)
+    gates = {name: np.asarray(g, np.float64) for name, g in layer.gates(x, training).items()}
+    if not layer.is_gate:
+        assert gates == {}
+        return
+    assert gates, "a gate layer returns at least one gate"
+    terms = []
+    for name, gate in gates.items():
+        assert gate.ndim == 4 and np.all(gate >= 0) and np.all(gate <= 1), name
+        terms.append(np.broadcast_to(gate, x.shape))
+    if layer.gates_combined_by == "mean":
+        expected = np.mean([x * g for g in terms], axis=0)
+    else:
+        assert layer.gates_combined_by == "product"
+        expected = x * np.prod(terms, axis=0)
+    np.testing.assert_allclose(layer(x, training=training), expected, rtol=1e-5, atol=1e-5)
+
+
+@cases
+@pytest.mark.parametrize("training", [False, True], ids=["infer", "train"])
 def test_degenerate_inputs_stay_finite(case, training):
     b, h, w, c = case.input_shape
     for shape in [(1, h, w, c), (b, 1, 1, c), (1, 1, 1, c)]:

@@ -127,7 +127,8 @@ def test_default_initializer_is_the_official_fan_out_normal():
 
 def test_gates_have_row_and_column_shapes():
     layer = built_ca(8)
-    a_h, a_w = layer.compute_gates(random_inputs((2, 5, 7, 8)))
+    gates = layer.gates(random_inputs((2, 5, 7, 8)))
+    a_h, a_w = gates["height"], gates["width"]
     assert tuple(a_h.shape) == (2, 5, 1, 8)
     assert tuple(a_w.shape) == (2, 1, 7, 8)
 

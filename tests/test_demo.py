@@ -66,42 +66,6 @@ def gated_model():
     return keras.Model(inputs, inner(x))
 
 
-def test_gates_match_the_layer_and_reach_nested_models():
-    model = gated_model()
-    images = np.random.default_rng(1).normal(size=(10, 8, 8, 3)).astype("float32")
-    results = inspect.gates(model, images)
-    assert [r.name for r in results] == ["srm", "inner_srm"]
-    srm = model.get_layer("srm")
-    features = model.get_layer("stem")(images)
-    np.testing.assert_allclose(results[0].gate, srm.compute_gate(features), rtol=1e-6)
-    np.testing.assert_allclose(results[1].gate, 0.5, rtol=1e-6)  # zero-initialised SRM
-    assert results[0].style_std.shape == (10, 6) and results[0].mean_weight.shape == (6,)
-    assert "srm" in inspect.summary(results)
-
-
-def test_gates_of_other_layers_use_the_least_squares_gain():
-    inputs = keras.Input((6, 6, 4))
-    layer = keras.layers.Rescaling(0.25)  # not a recalibration layer: ignored
-    x = layer(inputs)
-    srm = kr.StyleRecalibration(use_batch_norm=False)
-    model = keras.Model(inputs, srm(x))
-    images = np.random.default_rng(2).normal(size=(5, 6, 6, 4)).astype("float32")
-    (entry,) = inspect.gates(model, images)
-    np.testing.assert_allclose(entry.gate, 0.5, rtol=1e-6)
-    with pytest.raises(ValueError, match="no keras_recalib layers"):
-        inspect.gates(keras.Model(inputs, layer(inputs)), images)
-
-
-def test_channel_correlation_is_a_correlation_matrix():
-    gate = np.random.default_rng(0).uniform(size=(50, 5))
-    gate[:, 4] = 0.5  # a constant channel correlates with nothing
-    corr = inspect.channel_correlation(gate)
-    np.testing.assert_allclose(np.diag(corr)[:4], 1.0, rtol=1e-6)
-    np.testing.assert_allclose(corr, corr.T)
-    assert np.all(corr[4] == 0)
-    np.testing.assert_allclose(corr[:4, :4], np.corrcoef(gate[:, :4].T), atol=1e-9)
-
-
 def test_inspect_cli_prints_and_plots(tmp_path, capsys):
     model = gated_model()
     model.save(tmp_path / "m.keras")

@@ -35,7 +35,7 @@ def test_one_by_one_map_gate_is_sigmoid_of_one_half():
 
 def test_gate_range():
     layer = kr.SimAM()
-    gate = np.asarray(layer.compute_gate(random_inputs((2, 6, 6, 3), scale=10.0)))
+    gate = np.asarray(layer.gates(random_inputs((2, 6, 6, 3), scale=10.0))["element"])
     assert np.all(gate >= 1 / (1 + np.exp(-0.5)) - 1e-7) and np.all(gate <= 1.0)
 
 

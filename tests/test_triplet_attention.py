@@ -115,7 +115,7 @@ def test_matches_numpy_reference(training, kernel_size, use_spatial):
 def test_branch_gates_broadcast_over_the_pooled_axis():
     layer = built_triplet(4)
     x = random_inputs((2, 5, 7, 4))
-    shapes = {name: tuple(layer.branch_gate(name, x).shape) for name in layer.branch_names}
+    shapes = {name: tuple(gate.shape) for name, gate in layer.gates(x).items()}
     assert shapes == {"cw": (2, 1, 7, 4), "hc": (2, 5, 1, 4), "hw": (2, 5, 7, 1)}
 
 

@@ -129,7 +129,7 @@ def _load_linear(state, key, kernel, bias, conv_layout):
 
 
 def load_excitation(layer, state, first, second, conv_layout=False):
-    """The two layers of a bottleneck MLP (`layers._ops.ExcitationMLP`): PyTorch modules
+    """The two layers of a bottleneck MLP (`layers._blocks.ExcitationMLP`): PyTorch modules
     `first` and `second`, Linear or (with `conv_layout`) 1x1 Conv2d, with biases."""
     _load_linear(state, first, layer.fc1_kernel, layer.fc1_bias, conv_layout)
     _load_linear(state, second, layer.fc2_kernel, layer.fc2_bias, conv_layout)

@@ -1,7 +1,10 @@
-"""The base every recalibration layer derives from: NHWC checks and dtype rules."""
+"""The base every recalibration layer derives from: NHWC checks, dtype rules, the optional
+batch normalisation's arguments, and the one gate API."""
 
 import keras
 import tensorflow as tf
+
+from keras_recalib import _validation as v
 
 
 class RecalibrationLayer(keras.layers.Layer):
@@ -14,11 +17,20 @@ class RecalibrationLayer(keras.layers.Layer):
     - Statistics run in float32 when the compute dtype is float16/bfloat16 (see
       `_stats_dtype`), in the compute dtype otherwise (float32 or float64).
 
+    - Gates: `gates(inputs)` returns the gates the layer applies, by name, each broadcastable
+      against the input; `keras_recalib.inspect` and users read them through it alone.
+    - Batch normalisation (for layers that have one): `synchronized`, `momentum` and
+      `norm_epsilon` are checked by `_set_batch_norm_arguments` and every normalisation is
+      made by `_make_batch_norm`, in the statistics dtype.
+
     `is_gate` says whether the output is the input times gates in [0, 1] (True for every
-    module except the self-calibrated convolution); `keras_recalib.inspect` relies on it.
+    module except the self-calibrated convolution); `gates_combined_by` says how: `"product"`,
+    the input times every gate of `gates()` (most layers), or `"mean"`, the mean of the input
+    times each gate (Triplet Attention's branches).
     """
 
     is_gate = True
+    gates_combined_by = "product"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -59,6 +71,57 @@ class RecalibrationLayer(keras.layers.Layer):
         if not inputs.dtype.is_floating:
             inputs = tf.cast(inputs, self.compute_dtype)
         return inputs
+
+    def gates(self, inputs, training=False):
+        """The gates the layer applies to `inputs`, by name, in the statistics dtype.
+
+        Each gate lies in [0, 1] and broadcasts against the `(batch, height, width, channels)`
+        input: `(batch, 1, 1, channels)` for a channel gate, `(batch, height, width, 1)` for a
+        spatial one, and so on; a layer applying several gates returns them in the order it
+        applies them. A layer that is not a gate returns an empty dict.
+        """
+        if not self.is_gate:
+            return {}
+        raise NotImplementedError(f"{type(self).__name__} does not implement gates()")
+
+    def gate_details(self, inputs):
+        """Layer-specific quantities behind the gates on `inputs` (SRM: its style features and
+        effective weights), by name, as arrays; an empty dict for most layers."""
+        return {}
+
+    # --- the optional batch normalisation ------------------------------------------------
+
+    def _set_batch_norm_arguments(self, synchronized, momentum, norm_epsilon):
+        self.synchronized = v.check_bool("synchronized", synchronized)
+        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+        self.norm_epsilon = v.check_float(
+            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
+        )
+
+    def _batch_norm_config(self):
+        return {
+            "synchronized": self.synchronized,
+            "momentum": self.momentum,
+            "norm_epsilon": self.norm_epsilon,
+        }
+
+    def _make_batch_norm(self, name, input_shape, gamma_initializer=None):
+        """A BatchNormalization over the last axis with the layer's arguments, built for
+        `input_shape`; it runs in the statistics dtype (float32 under mixed precision)."""
+        extra = {}
+        if gamma_initializer is not None:
+            extra["gamma_initializer"] = v.fresh_initializer(gamma_initializer)
+        bn = keras.layers.BatchNormalization(
+            axis=-1,
+            momentum=self.momentum,
+            epsilon=self.norm_epsilon,
+            synchronized=self.synchronized,
+            dtype=self._stats_dtype,
+            name=name,
+            **extra,
+        )
+        bn.build(input_shape)
+        return bn
 
     @classmethod
     def from_config(cls, config):

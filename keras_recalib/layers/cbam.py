@@ -10,9 +10,9 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import ExcitationMLP, refuse_inactive, z_pool, zpool_gate
-from keras_recalib.layers._stats import channel_scale, safe_sqrt
+from keras_recalib.layers._blocks import ExcitationMLP, zpool_gate
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
 
@@ -122,24 +122,22 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
             "bottleneck_channels", bottleneck_channels, minimum=1, allow_none=True
         )
         if self.bottleneck_channels is not None:
-            refuse_inactive(type(self), "an explicit bottleneck_channels", reduction=self.reduction)
+            v.refuse_inactive(
+                type(self), "an explicit bottleneck_channels", reduction=self.reduction
+            )
         self.spatial_kernel_size = v.check_int(
             "spatial_kernel_size", spatial_kernel_size, minimum=1, odd=True
         )
         self.pool_types = _check_pool_types(pool_types)
         self.use_spatial = v.check_bool("use_spatial", use_spatial)
-        self.synchronized = v.check_bool("synchronized", synchronized)
-        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-        self.norm_epsilon = v.check_float(
-            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
-        )
+        self._set_batch_norm_arguments(synchronized, momentum, norm_epsilon)
         self.spatial_gamma_initializer = v.get_initializer(
             "spatial_gamma_initializer", spatial_gamma_initializer
         )
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
         if not self.use_spatial:
-            refuse_inactive(
+            v.refuse_inactive(
                 ConvBlockAttention,
                 "use_spatial=False",
                 spatial_kernel_size=spatial_kernel_size,
@@ -163,31 +161,24 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
                 initializer=v.fresh_initializer(self.kernel_initializer),
                 regularizer=self.kernel_regularizer,
             )
-            self.spatial_bn = keras.layers.BatchNormalization(
-                axis=-1,
-                momentum=self.momentum,
-                epsilon=self.norm_epsilon,
-                synchronized=self.synchronized,
-                gamma_initializer=v.fresh_initializer(self.spatial_gamma_initializer),
-                dtype=self._stats_dtype,
-                name="spatial_bn",
+            self.spatial_bn = self._make_batch_norm(
+                "spatial_bn", (None, None, None, 1), self.spatial_gamma_initializer
             )
-            self.spatial_bn.build((None, None, None, 1))
 
     def _pool(self, x, pool_type):
         if pool_type == "avg":
-            return tf.reduce_mean(x, axis=[1, 2])
+            return ops.spatial_mean(x)
         if pool_type == "max":
             return tf.reduce_max(x, axis=[1, 2])
         if pool_type == "lp":
             # x * x rather than tf.square, which int8 TFLite keeps in float.
-            return safe_sqrt(tf.reduce_sum(x * x, axis=[1, 2]))
+            return ops.safe_sqrt(tf.reduce_sum(x * x, axis=[1, 2]))
         # "lse", shifted by the (constant-gradient) max so large activations do not overflow.
         peak = tf.stop_gradient(tf.reduce_max(x, axis=[1, 2], keepdims=True))
         total = tf.reduce_sum(tf.exp(x - peak), axis=[1, 2])
         return tf.math.log(total) + peak[:, 0, 0, :]
 
-    def channel_gate(self, inputs):
+    def _channel_gate(self, inputs):
         """The (batch, channels) channel gate in [0, 1], in the statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
         # One MLP pass per pooling, summed as the official code (the second bias counts once
@@ -198,21 +189,32 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
             logits = logits + self._excite(self._pool(x, pool_type))
         return tf.sigmoid(logits)
 
-    def spatial_gate(self, inputs, training=False):
+    def _spatial_gate(self, inputs, training=False):
         """The (batch, height, width, 1) spatial gate in [0, 1], in the statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        # Official ChannelPool: the channel max and mean, as two maps (see `zpool_conv`).
-        maximum, mean = z_pool(x, -1)
+        # Official ChannelPool: the channel max and mean, as two maps (see `ops.zpool_conv`).
+        maximum, mean = ops.z_pool(x, -1)
         kernel = tf.cast(self.spatial_kernel, x.dtype)
         return zpool_gate(maximum, mean, kernel, self.spatial_bn, training and self.trainable)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
-        gate = self.channel_gate(x)
-        x = channel_scale(x, tf.cast(gate, x.dtype))
+        x = ops.channel_scale(x, tf.cast(self._channel_gate(x), x.dtype))
         if self.use_spatial:
-            x = x * tf.cast(self.spatial_gate(x, training=bool(training)), x.dtype)
+            x = x * tf.cast(self._spatial_gate(x, training=bool(training)), x.dtype)
         return x
+
+    def gates(self, inputs, training=False):
+        """`{"channel": (batch, 1, 1, channels)}` and, with `use_spatial`, `{"spatial":
+        (batch, height, width, 1)}`, the latter computed on the channel-gated input as the
+        layer applies it."""
+        x = self._prepare_input(inputs)
+        channel = self._channel_gate(x)
+        found = {"channel": channel[:, None, None, :]}
+        if self.use_spatial:
+            gated = ops.channel_scale(x, tf.cast(channel, x.dtype))
+            found["spatial"] = self._spatial_gate(gated, training=training)
+        return found
 
     def get_config(self):
         config = super().get_config()
@@ -223,9 +225,7 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
                 "spatial_kernel_size": self.spatial_kernel_size,
                 "pool_types": list(self.pool_types),
                 "use_spatial": self.use_spatial,
-                "synchronized": self.synchronized,
-                "momentum": self.momentum,
-                "norm_epsilon": self.norm_epsilon,
+                **self._batch_norm_config(),
                 "spatial_gamma_initializer": keras.initializers.serialize(
                     self.spatial_gamma_initializer
                 ),

@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib.layers._base import RecalibrationLayer, reduced_width
-from keras_recalib.layers._ops import initializer_or_fan_out
 
 
 def hard_swish(x):
@@ -87,13 +86,9 @@ class CoordinateAttention(RecalibrationLayer):
         super().__init__(**kwargs)
         self.reduction = v.check_int("reduction", reduction, minimum=1)
         self.min_channels = v.check_int("min_channels", min_channels, minimum=1)
-        self.synchronized = v.check_bool("synchronized", synchronized)
-        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-        self.norm_epsilon = v.check_float(
-            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
-        )
+        self._set_batch_norm_arguments(synchronized, momentum, norm_epsilon)
         # mbv2_ca.py `_initialize_weights`: normal(0, sqrt(2 / (kh * kw * out_channels))).
-        self.kernel_initializer = initializer_or_fan_out("kernel_initializer", kernel_initializer)
+        self.kernel_initializer = v.initializer_or_fan_out("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
 
     def _conv(self, filters, name):
@@ -115,21 +110,13 @@ class CoordinateAttention(RecalibrationLayer):
         self.mip = reduced_width(channels, self.reduction, self.min_channels)
         self.conv1 = self._conv(self.mip, "conv1")
         self.conv1.build((None, None, 1, channels))
-        self.bn1 = keras.layers.BatchNormalization(
-            axis=-1,
-            momentum=self.momentum,
-            epsilon=self.norm_epsilon,
-            synchronized=self.synchronized,
-            dtype=self._stats_dtype,
-            name="bn1",
-        )
-        self.bn1.build((None, None, 1, self.mip))
+        self.bn1 = self._make_batch_norm("bn1", (None, None, 1, self.mip))
         self.conv_h = self._conv(channels, "conv_h")
         self.conv_h.build((None, None, 1, self.mip))
         self.conv_w = self._conv(channels, "conv_w")
         self.conv_w.build((None, 1, None, self.mip))
 
-    def compute_gates(self, inputs, training=None):
+    def _gates(self, inputs, training=None):
         """The per-row gate (batch, height, 1, channels) and the per-column gate
         (batch, 1, width, channels), in the statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
@@ -145,8 +132,13 @@ class CoordinateAttention(RecalibrationLayer):
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
-        a_h, a_w = self.compute_gates(x, training=training)
+        a_h, a_w = self._gates(x, training=training)
         return x * tf.cast(a_w, x.dtype) * tf.cast(a_h, x.dtype)
+
+    def gates(self, inputs, training=False):
+        """`{"height": (batch, height, 1, channels), "width": (batch, 1, width, channels)}`."""
+        a_h, a_w = self._gates(inputs, training=training)
+        return {"height": a_h, "width": a_w}
 
     def get_config(self):
         config = super().get_config()
@@ -154,9 +146,7 @@ class CoordinateAttention(RecalibrationLayer):
             {
                 "reduction": self.reduction,
                 "min_channels": self.min_channels,
-                "synchronized": self.synchronized,
-                "momentum": self.momentum,
-                "norm_epsilon": self.norm_epsilon,
+                **self._batch_norm_config(),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             }

@@ -12,9 +12,8 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import channel_conv, refuse_inactive
-from keras_recalib.layers._stats import channel_scale, xla_barrier
 
 
 def adaptive_kernel_size(channels, gamma=2.0, beta=1.0):
@@ -92,7 +91,7 @@ class EfficientChannelAttention(RecalibrationLayer):
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
         if self.kernel_size is not None:
-            refuse_inactive(
+            v.refuse_inactive(
                 EfficientChannelAttention,
                 "an explicit kernel_size (gamma and beta only shape the adaptive size)",
                 gamma=gamma,
@@ -125,17 +124,19 @@ class EfficientChannelAttention(RecalibrationLayer):
             regularizer=self.kernel_regularizer,
         )
 
-    def compute_gate(self, inputs):
+    def _gate(self, inputs):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
         dtype = self._stats_dtype
         x = tf.cast(self._prepare_input(inputs), dtype)
-        pooled = xla_barrier(tf.reduce_mean(x, axis=[1, 2]))
-        return xla_barrier(tf.sigmoid(channel_conv(pooled, tf.cast(self.kernel, dtype))))
+        pooled = ops.spatial_mean(x)
+        return tf.sigmoid(ops.channel_conv(pooled, tf.cast(self.kernel, dtype)))
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        gate = self.compute_gate(x)
-        return channel_scale(x, tf.cast(gate, x.dtype))
+        return ops.channel_scale(x, tf.cast(self._gate(x), x.dtype))
+
+    def gates(self, inputs, training=False):
+        return {"channel": self._gate(inputs)[:, None, None, :]}
 
     def get_config(self):
         config = super().get_config()

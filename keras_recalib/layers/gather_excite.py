@@ -15,16 +15,10 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
+from keras_recalib._conventions import torch_padding
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import (
-    ExcitationMLP,
-    axis_size,
-    pad_spatial,
-    refuse_inactive,
-    resize,
-    torch_padding,
-)
-from keras_recalib.layers._stats import channel_scale
+from keras_recalib.layers._blocks import ExcitationMLP
 
 # The local gather's depthwise convolutions (timm): 3x3, stride 2, PyTorch padding 1.
 _LOCAL_KERNEL, _LOCAL_STRIDE = 3, 2
@@ -137,15 +131,11 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         self.parametric = v.check_bool("parametric", parametric)
         self.use_mlp = v.check_bool("use_mlp", use_mlp)
         self.reduction = v.check_int("reduction", reduction, minimum=1)
-        self.synchronized = v.check_bool("synchronized", synchronized)
-        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-        self.norm_epsilon = v.check_float(
-            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
-        )
+        self._set_batch_norm_arguments(synchronized, momentum, norm_epsilon)
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
         if not self.parametric:
-            refuse_inactive(
+            v.refuse_inactive(
                 GatherExcite,
                 "parametric=False",
                 synchronized=synchronized,
@@ -153,9 +143,9 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
                 norm_epsilon=norm_epsilon,
             )
         if not self.use_mlp:
-            refuse_inactive(GatherExcite, "use_mlp=False", reduction=reduction)
+            v.refuse_inactive(GatherExcite, "use_mlp=False", reduction=reduction)
         if not (self.parametric or self.use_mlp):
-            refuse_inactive(
+            v.refuse_inactive(
                 GatherExcite,
                 "parametric=False and use_mlp=False",
                 kernel_initializer=kernel_initializer,
@@ -201,15 +191,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
                     name=f"gather_conv{suffix}",
                 )
                 conv.build((None, *(self.gather_size or (None, None)), channels))
-                bn = keras.layers.BatchNormalization(
-                    axis=-1,
-                    momentum=self.momentum,
-                    epsilon=self.norm_epsilon,
-                    synchronized=self.synchronized,
-                    dtype=self._stats_dtype,
-                    name=f"gather_bn{suffix}",
-                )
-                bn.build((None, None, None, channels))
+                bn = self._make_batch_norm(f"gather_bn{suffix}", (None, None, None, channels))
                 self.gather_convs.append(conv)
                 self.gather_bns.append(bn)
         if self.use_mlp:
@@ -223,17 +205,17 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
                 f"Received: input_shape={tuple(x.shape)}"
             )
 
-    def gather(self, inputs, training=False):
+    def _gather(self, inputs, training=False):
         """The gathered context: (batch, 1, 1, channels) for the global extent, else
         (batch, ceil(height / extent), ceil(width / extent), channels); statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
         if not self.parametric:
             if self._global:
-                return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+                return ops.spatial_mean(x)[:, None, None, :]
             return self._average_pool(x)
         self._check_spatial_size(x)
         for i, (conv, bn) in enumerate(zip(self.gather_convs, self.gather_bns, strict=True)):
-            x = bn(conv(pad_spatial(x, self._gather_pad)), training=training)
+            x = bn(conv(ops.pad_spatial(x, self._gather_pad)), training=training)
             if i < len(self.gather_convs) - 1 or self.use_mlp:
                 x = tf.nn.relu(x)
         return x
@@ -245,26 +227,36 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         kernel = 2 * e - 1
         shape = tf.shape(x)
         ones = tf.ones(tf.stack([1, shape[1], shape[2], 1]), x.dtype)
-        sums = tf.nn.avg_pool2d(pad_spatial(x, e - 1), kernel, e, "VALID")
-        counts = tf.nn.avg_pool2d(pad_spatial(ones, e - 1), kernel, e, "VALID")
+        sums = tf.nn.avg_pool2d(ops.pad_spatial(x, e - 1), kernel, e, "VALID")
+        counts = tf.nn.avg_pool2d(ops.pad_spatial(ones, e - 1), kernel, e, "VALID")
         return sums / counts
 
-    def compute_gate(self, inputs, training=False):
-        """The gate in [0, 1] before upsampling (shape of `gather`), in the statistics dtype."""
-        context = self.gather(inputs, training=training)
+    def _gate(self, inputs, training=False):
+        """The gate in [0, 1] before upsampling (shape of `_gather`), statistics dtype."""
+        context = self._gather(inputs, training=training)
         if self.use_mlp:
             context = self._excite(context)
         return tf.sigmoid(context)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
-        gate = self.compute_gate(x, training=bool(training))
+        gate = self._gate(x, training=bool(training))
         if self._global:
-            # The shared product with SRM's faster gradient of the per-channel gate.
-            return channel_scale(x, tf.cast(tf.reshape(gate, [-1, x.shape[-1]]), x.dtype))
+            return ops.channel_scale(x, tf.cast(tf.reshape(gate, [-1, x.shape[-1]]), x.dtype))
+        return x * tf.cast(self._upsample(gate, x), x.dtype)
+
+    def _upsample(self, gate, x):
         # Nearest-neighbour, as PyTorch's default `F.interpolate`.
-        gate = resize(gate, axis_size(x, 1), axis_size(x, 2))
-        return x * tf.cast(gate, x.dtype)
+        return ops.resize(gate, ops.axis_size(x, 1), ops.axis_size(x, 2))
+
+    def gates(self, inputs, training=False):
+        """`{"channel": (batch, 1, 1, channels)}` for the global extent, else `{"local":
+        (batch, height, width, channels)}`, the gathered gate upsampled to the input."""
+        x = self._prepare_input(inputs)
+        gate = self._gate(x, training=training)
+        if self._global:
+            return {"channel": gate}
+        return {"local": self._upsample(gate, x)}
 
     def get_config(self):
         config = super().get_config()
@@ -274,9 +266,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
                 "parametric": self.parametric,
                 "use_mlp": self.use_mlp,
                 "reduction": self.reduction,
-                "synchronized": self.synchronized,
-                "momentum": self.momentum,
-                "norm_epsilon": self.norm_epsilon,
+                **self._batch_norm_config(),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             }

@@ -10,14 +10,9 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
+from keras_recalib._conventions import torch_padding
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import (
-    axis_size,
-    initializer_or_fan_out,
-    pad_spatial,
-    resize,
-    torch_padding,
-)
 
 _INTERPOLATIONS = ("nearest", "bilinear")
 
@@ -30,7 +25,7 @@ def _average_pool_floor(x, rate):
     window is not known when tracing, so it is written as reshapes and means (rank <= 4, for
     TFLite).
     """
-    batch, height, width, channels = (axis_size(x, a) for a in range(4))
+    batch, height, width, channels = (ops.axis_size(x, a) for a in range(4))
     if isinstance(height, int) and isinstance(width, int):
         window = (min(rate, height), min(rate, width))
         return tf.nn.avg_pool2d(x, window, window, "VALID")
@@ -139,13 +134,9 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         self.pooling_r = v.check_int("pooling_r", pooling_r, minimum=1)
         self.strides = v.check_int("strides", strides, minimum=1)
         self.interpolation = v.check_choice("interpolation", interpolation, _INTERPOLATIONS)
-        self.synchronized = v.check_bool("synchronized", synchronized)
-        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-        self.norm_epsilon = v.check_float(
-            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
-        )
+        self._set_batch_norm_arguments(synchronized, momentum, norm_epsilon)
         # scnet.py: kaiming_normal_(mode="fan_out", nonlinearity="relu") on every conv.
-        self.kernel_initializer = initializer_or_fan_out("kernel_initializer", kernel_initializer)
+        self.kernel_initializer = v.initializer_or_fan_out("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
 
     def _output_channels(self, channels):
@@ -168,18 +159,6 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         conv.build((None, None, None, in_channels))
         return conv
 
-    def _bn(self, name, channels):
-        bn = keras.layers.BatchNormalization(
-            axis=-1,
-            momentum=self.momentum,
-            epsilon=self.norm_epsilon,
-            synchronized=self.synchronized,
-            dtype=self._stats_dtype,
-            name=name,
-        )
-        bn.build((None, None, None, channels))
-        return bn
-
     def build(self, input_shape):
         channels = self._check_input_shape(input_shape)
         if channels % 2:
@@ -190,17 +169,17 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         half = channels // 2
         out_half = self._output_channels(channels) // 2
         self.k1_conv = self._conv("k1_conv", out_half, self.strides, half)
-        self.k1_bn = self._bn("k1_bn", out_half)
+        self.k1_bn = self._make_batch_norm("k1_bn", (None, None, None, out_half))
         self.k2_conv = self._conv("k2_conv", half, 1, half)
-        self.k2_bn = self._bn("k2_bn", half)
+        self.k2_bn = self._make_batch_norm("k2_bn", (None, None, None, half))
         self.k3_conv = self._conv("k3_conv", half, 1, half)
-        self.k3_bn = self._bn("k3_bn", half)
+        self.k3_bn = self._make_batch_norm("k3_bn", (None, None, None, half))
         self.k4_conv = self._conv("k4_conv", out_half, self.strides, half)
-        self.k4_bn = self._bn("k4_bn", out_half)
+        self.k4_bn = self._make_batch_norm("k4_bn", (None, None, None, out_half))
 
     def _conv_bn(self, conv, bn, x, training):
         pad, _ = torch_padding(conv.kernel_size[0], conv.strides[0])
-        y = conv(pad_spatial(x, pad))
+        y = conv(ops.pad_spatial(x, pad))
         # BN statistics in float32 under mixed precision.
         return bn(tf.cast(y, self._stats_dtype), training=training)
 
@@ -212,7 +191,7 @@ class SelfCalibratedConv2D(RecalibrationLayer):
 
         pooled = _average_pool_floor(tf.cast(x1, stats), self.pooling_r)
         down = self._conv_bn(self.k2_conv, self.k2_bn, tf.cast(pooled, x.dtype), training)
-        up = resize(down, axis_size(x1, 1), axis_size(x1, 2), self.interpolation)
+        up = ops.resize(down, ops.axis_size(x1, 1), ops.axis_size(x1, 2), self.interpolation)
         calibration = tf.sigmoid(tf.cast(x1, stats) + up)
         calibrated = self._conv_bn(self.k3_conv, self.k3_bn, x1, training) * calibration
         out = self._conv_bn(self.k4_conv, self.k4_bn, tf.cast(calibrated, x.dtype), training)
@@ -235,9 +214,7 @@ class SelfCalibratedConv2D(RecalibrationLayer):
                 "pooling_r": self.pooling_r,
                 "strides": self.strides,
                 "interpolation": self.interpolation,
-                "synchronized": self.synchronized,
-                "momentum": self.momentum,
-                "norm_epsilon": self.norm_epsilon,
+                **self._batch_norm_config(),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             }

@@ -10,15 +10,8 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._stats import (
-    bessel_factor,
-    in_xla_context,
-    safe_sqrt,
-    spatial_count,
-    spatial_moments,
-    xla_barrier,
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -103,7 +96,7 @@ class SpatialGroupEnhance(RecalibrationLayer):
             regularizer=self.bias_regularizer,
         )
 
-    def compute_gate(self, inputs):
+    def _gate(self, inputs):
         """The (batch, height * width, groups) gate in [0, 1], in the statistics dtype."""
         x = self._prepare_input(inputs)
         dtype = self._stats_dtype
@@ -111,18 +104,11 @@ class SpatialGroupEnhance(RecalibrationLayer):
         grouped = self._grouped(tf.cast(x, dtype))
         context = tf.reduce_mean(grouped, axis=1, keepdims=True)
         similarity = tf.reduce_sum(grouped * context, axis=-1)
-        if in_xla_context():
-            # The shared moments (over the HW axis of a (B, HW, 1, G) view): tf.nn.moments
-            # reduces a fused squared difference, which XLA's CPU backend runs element by
-            # element. Not elsewhere: int8 TFLite is more accurate with tf.nn.moments' ops.
-            mean, var = spatial_moments(tf.expand_dims(similarity, 2))
-            mean, var = tf.expand_dims(mean, 1), tf.expand_dims(var, 1)
-        else:
-            mean, var = tf.nn.moments(similarity, axes=[1], keepdims=True)
-        var = var * bessel_factor(spatial_count(similarity, axes=(1,)), dtype)
+        mean, var = ops.axis_moments(similarity, 1)
+        var = var * ops.bessel_factor(ops.spatial_count(similarity, axes=(1,)), dtype)
         # The official 1 / (std + 1e-5), as rsqrt of its square: int8 TFLite's DIV aborts on a
         # divisor that quantises to zero, RSQRT does not.
-        scale = safe_sqrt(var) + tf.constant(1e-5, dtype)
+        scale = ops.safe_sqrt(var) + tf.constant(1e-5, dtype)
         normalised = (similarity - mean) * tf.math.rsqrt(scale * scale)
         z = normalised * tf.cast(self.weight, dtype) + tf.cast(self.bias, dtype)
         return tf.sigmoid(z)
@@ -135,10 +121,17 @@ class SpatialGroupEnhance(RecalibrationLayer):
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        # Stored once under XLA: fused into the product, the sigmoid would run per element.
-        gate = tf.cast(xla_barrier(self.compute_gate(x)), x.dtype)
-        y = self._grouped(x) * tf.expand_dims(gate, -1)
+        gate = tf.cast(self._gate(x), x.dtype)
+        y = ops.gate_product(self._grouped(x), tf.expand_dims(gate, -1))
         return tf.reshape(y, tf.shape(x))
+
+    def gates(self, inputs, training=False):
+        """`{"spatial": gate}`, the gate of each group repeated over the group's channels:
+        (batch, height, width, channels)."""
+        x = self._prepare_input(inputs)
+        gate = tf.repeat(self._gate(x), x.shape[-1] // self.groups, axis=-1)
+        shape = tf.shape(x)
+        return {"spatial": tf.reshape(gate, [shape[0], shape[1], shape[2], x.shape[-1]])}
 
     def get_config(self):
         config = super().get_config()

@@ -9,8 +9,8 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._stats import spatial_count, spatial_moments, spatial_sum, xla_barrier
 
 # The smallest regulariser accepted: far above float32's smallest subnormal (~1.4e-45).
 MIN_LAMBDA = 1e-10
@@ -64,57 +64,21 @@ class SimAM(RecalibrationLayer):
     def build(self, input_shape):
         self._check_input_shape(input_shape)
 
-    def compute_gate(self, inputs):
+    def _gate(self, inputs):
         """The (batch, height, width, channels) gate, in the statistics dtype."""
-        x = self._prepare_input(inputs)
-        dtype = self._stats_dtype
         # Squared deviations of large float16 activations overflow: computed in float32.
-        x = tf.cast(x, dtype)
-        return _simam_gate(x, self.e_lambda)
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        # sigmoid(d / (4 (sum(d) / n + e_lambda)) + 1/2), d = (x - mean)^2, n = max(HW - 1, 1).
+        return ops.energy_gate(x, self.e_lambda)
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        return x * tf.cast(self.compute_gate(x), x.dtype)
+        return x * tf.cast(self._gate(x), x.dtype)
+
+    def gates(self, inputs, training=False):
+        return {"element": self._gate(inputs)}
 
     def get_config(self):
         config = super().get_config()
         config.update({"e_lambda": self.e_lambda})
         return config
-
-
-def _simam_gate(x, e_lambda):
-    """sigmoid(d / (4 (sum(d) / n + e_lambda)) + 1/2), d = (x - mean)^2, n = max(HW - 1, 1),
-    with its analytic gradient.
-
-    sum(d) is HW times the biased variance, from the shared `spatial_moments`; the gradient's
-    two per-(batch, channel) sums go through the same fast sums as SRM's (`spatial_sum`). Both
-    replace reductions of fused elementwise expressions, which XLA's CPU backend runs element
-    by element (slower than graph mode, forward and backward).
-    """
-
-    @tf.custom_gradient
-    def gate(x):
-        mean, var = spatial_moments(x)
-        channels = x.shape[-1]
-        count = tf.cast(spatial_count(x), x.dtype)
-        scale = count / tf.maximum(count - 1.0, 1.0)
-        energy = xla_barrier(var * scale + e_lambda)
-        mean = tf.reshape(xla_barrier(mean), [-1, 1, 1, channels])
-        inverse = tf.reshape(0.25 / energy, [-1, 1, 1, channels])  # 1 / (4 energy)
-        centred = x - mean
-        d = tf.square(centred)
-        s = tf.sigmoid(d * inverse + 0.5)
-
-        def grad(ds):
-            w = ds * s * (1.0 - s) * inverse  # dL/dd
-            # Through the energy (its variance) and through the mean inside d.
-            d_energy = -spatial_sum(w * d) / energy
-            d_var = d_energy * scale
-            d_mean = -2.0 * spatial_sum(w * centred)
-            slope = tf.reshape(xla_barrier(d_var) * (2.0 / count), [-1, 1, 1, channels])
-            offset = tf.reshape(xla_barrier(d_mean) / count, [-1, 1, 1, channels])
-            return centred * (2.0 * w + slope) + offset
-
-        return s, grad
-
-    return gate(x)

@@ -10,9 +10,9 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import ExcitationMLP, refuse_inactive
-from keras_recalib.layers._stats import channel_scale
+from keras_recalib.layers._blocks import ExcitationMLP
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -72,7 +72,9 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
             "bottleneck_channels", bottleneck_channels, minimum=1, allow_none=True
         )
         if self.bottleneck_channels is not None:
-            refuse_inactive(type(self), "an explicit bottleneck_channels", reduction=self.reduction)
+            v.refuse_inactive(
+                type(self), "an explicit bottleneck_channels", reduction=self.reduction
+            )
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
 
@@ -80,15 +82,17 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
         channels = self._check_input_shape(input_shape)
         self._build_excitation(channels, self.bottleneck_channels)
 
-    def compute_gate(self, inputs):
+    def _gate(self, inputs):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        return tf.sigmoid(self._excite(tf.reduce_mean(x, axis=[1, 2])))
+        return tf.sigmoid(self._excite(ops.spatial_mean(x)))
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        gate = self.compute_gate(x)
-        return channel_scale(x, tf.cast(gate, x.dtype))
+        return ops.channel_scale(x, tf.cast(self._gate(x), x.dtype))
+
+    def gates(self, inputs, training=False):
+        return {"channel": self._gate(inputs)[:, None, None, :]}
 
     def get_config(self):
         config = super().get_config()

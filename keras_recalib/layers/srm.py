@@ -9,9 +9,8 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import fold_batch_norm
-from keras_recalib.layers._stats import channel_scale, style_pool
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -37,17 +36,10 @@ class StyleRecalibration(RecalibrationLayer):
     With `training=False` (or a frozen layer) the batch normalisation is folded into the
     channel-wise weights: the gate is sigmoid(a * mean + b * std + c) with per-channel a, b, c.
 
-    Speed: style pooling computes what `tf.nn.moments` over height and width computes (and
-    uses it when the spatial size is unknown). With a known size it takes a faster route to
-    the same numbers: in graph mode, eager and exported models, the mean and the mean squared
-    deviation from it as two average poolings over the whole map (the same two-pass algorithm,
-    on oneDNN's pooling kernel, which reads the map faster than TensorFlow's reduction); under
-    XLA (`jit_compile=True`), one pass that sums x - s and (x - s)^2 with a per-channel shift
-    s (the middle row's mean, which keeps the one-pass variance free of cancellation for
-    large means) in partial sums that XLA's CPU backend vectorises. Both use the analytic
-    gradient, and the gradient of the final product sums dy * x per channel the same way.
-    The output matches the `tf.nn.moments` route to float32 rounding
-    (`keras_recalib.layers._stats.spatial_moments` and `channel_scale` give the details).
+    Speed: style pooling is `keras_recalib.ops.spatial_moments` (the semantics of
+    `tf.nn.moments` over height and width) and the product `ops.channel_scale`; their fast
+    formulations (whole-map pooling in graph mode and exports, one-pass partial sums under XLA,
+    analytic gradients) live behind the switch in `keras_recalib.ops`.
 
     Args:
         epsilon: float, added to the variance before the square root. Defaults to `1e-5`;
@@ -97,21 +89,16 @@ class StyleRecalibration(RecalibrationLayer):
         self.epsilon = v.check_float("epsilon", epsilon, minimum=0.0)
         self.unbiased = v.check_bool("unbiased", unbiased)
         self.use_batch_norm = v.check_bool("use_batch_norm", use_batch_norm)
-        self.synchronized = v.check_bool("synchronized", synchronized)
-        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-        self.norm_epsilon = v.check_float(
-            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
-        )
+        self._set_batch_norm_arguments(synchronized, momentum, norm_epsilon)
         self.kernel_initializer = v.get_initializer("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
         if not self.use_batch_norm:
             v.refuse_inactive(
+                StyleRecalibration,
                 "use_batch_norm=False",
-                {
-                    "synchronized": (self.synchronized, False),
-                    "momentum": (self.momentum, 0.9),
-                    "norm_epsilon": (self.norm_epsilon, 1e-5),
-                },
+                synchronized=self.synchronized,
+                momentum=self.momentum,
+                norm_epsilon=self.norm_epsilon,
             )
 
     def build(self, input_shape):
@@ -125,20 +112,16 @@ class StyleRecalibration(RecalibrationLayer):
         )
         self.bn = None
         if self.use_batch_norm:
-            self.bn = keras.layers.BatchNormalization(
-                axis=-1,
-                momentum=self.momentum,
-                epsilon=self.norm_epsilon,
-                synchronized=self.synchronized,
-                dtype=self._stats_dtype,
-                name="bn",
-            )
-            self.bn.build((None, channels))
+            self.bn = self._make_batch_norm("bn", (None, channels))
 
     def style_features(self, inputs):
         """The (batch, channels) mean and std that style pooling extracts."""
-        x = self._prepare_input(inputs)
-        return style_pool(x, self.epsilon, self.unbiased, self._stats_dtype)
+        # Squares of large float16 activations overflow: the statistics run in float32.
+        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        mean, var = ops.spatial_moments(x)
+        if self.unbiased:
+            var = var * ops.bessel_factor(ops.spatial_count(x), x.dtype)
+        return mean, ops.sqrt_plus_epsilon(var, self.epsilon)
 
     def effective_weights(self):
         """The inference-time affine: per-channel (mean weight, std weight, bias).
@@ -150,10 +133,10 @@ class StyleRecalibration(RecalibrationLayer):
         w = tf.cast(self.cfc, dtype)
         if self.bn is None:
             return w[:, 0], w[:, 1], tf.zeros_like(w[:, 0])
-        scale, shift = fold_batch_norm(self.bn, dtype)
+        scale, shift = ops.fold_batch_norm(self.bn, dtype)
         return w[:, 0] * scale, w[:, 1] * scale, shift
 
-    def compute_gate(self, inputs, training=False):
+    def _gate(self, inputs, training=False):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
         mean, std = self.style_features(inputs)
         if self.bn is not None and training and self.trainable:
@@ -166,8 +149,19 @@ class StyleRecalibration(RecalibrationLayer):
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
-        gate = self.compute_gate(x, training=bool(training))
-        return channel_scale(x, tf.cast(gate, x.dtype))
+        gate = self._gate(x, training=bool(training))
+        return ops.channel_scale(x, tf.cast(gate, x.dtype))
+
+    def gates(self, inputs, training=False):
+        gate = self._gate(inputs, training=training)
+        return {"channel": gate[:, None, None, :]}
+
+    def gate_details(self, inputs):
+        """The style features (`style_mean`, `style_std`: (batch, channels)) and the effective
+        inference weights (`mean_weight`, `std_weight`, `bias`: (channels,))."""
+        mean, std = self.style_features(inputs)
+        a, b, c = self.effective_weights()
+        return {"style_mean": mean, "style_std": std, "mean_weight": a, "std_weight": b, "bias": c}
 
     def get_config(self):
         config = super().get_config()
@@ -176,9 +170,7 @@ class StyleRecalibration(RecalibrationLayer):
                 "epsilon": self.epsilon,
                 "unbiased": self.unbiased,
                 "use_batch_norm": self.use_batch_norm,
-                "synchronized": self.synchronized,
-                "momentum": self.momentum,
-                "norm_epsilon": self.norm_epsilon,
+                **self._batch_norm_config(),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             }

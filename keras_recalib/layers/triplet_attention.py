@@ -11,8 +11,9 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib import ops
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.layers._ops import initializer_or_fan_out, refuse_inactive, z_pool, zpool_gate
+from keras_recalib.layers._blocks import zpool_gate
 
 # In the official NCHW code the `cw` branch pools over H and convolves the (C, W) plane, the
 # `hc` branch pools over W and convolves the (H, C) plane, the `hw` branch pools over C and
@@ -89,6 +90,8 @@ class TripletAttention(RecalibrationLayer):
         https://arxiv.org/abs/2010.03045
     """
 
+    gates_combined_by = "mean"
+
     def __init__(
         self,
         kernel_size=7,
@@ -105,19 +108,15 @@ class TripletAttention(RecalibrationLayer):
         # An even kernel with the official padding (k - 1) // 2 shrinks the map by one.
         self.kernel_size = v.check_int("kernel_size", kernel_size, minimum=1, odd=True)
         self.use_spatial = v.check_bool("use_spatial", use_spatial)
-        self.synchronized = v.check_bool("synchronized", synchronized)
-        self.momentum = v.check_float("momentum", momentum, minimum=0.0, maximum=1.0)
-        self.norm_epsilon = v.check_float(
-            "norm_epsilon", norm_epsilon, minimum=0.0, min_inclusive=False
-        )
+        self._set_batch_norm_arguments(synchronized, momentum, norm_epsilon)
         self.spatial_gamma_initializer = v.get_initializer(
             "spatial_gamma_initializer", spatial_gamma_initializer
         )
         # MODELS/resnet.py: every `conv` weight gets kaiming_normal_(mode="fan_out").
-        self.kernel_initializer = initializer_or_fan_out("kernel_initializer", kernel_initializer)
+        self.kernel_initializer = v.initializer_or_fan_out("kernel_initializer", kernel_initializer)
         self.kernel_regularizer = v.get_regularizer("kernel_regularizer", kernel_regularizer)
         if not self.use_spatial:
-            refuse_inactive(
+            v.refuse_inactive(
                 TripletAttention,
                 "use_spatial=False",
                 spatial_gamma_initializer=spatial_gamma_initializer,
@@ -144,26 +143,17 @@ class TripletAttention(RecalibrationLayer):
                 dtype=self._stats_dtype,
             )
             gamma = self.spatial_gamma_initializer if name == "hw" else keras.initializers.Ones()
-            bn = keras.layers.BatchNormalization(
-                axis=-1,
-                momentum=self.momentum,
-                epsilon=self.norm_epsilon,
-                synchronized=self.synchronized,
-                gamma_initializer=v.fresh_initializer(gamma),
-                dtype=self._stats_dtype,
-                name=f"{name}_bn",
-            )
-            bn.build((None, None, None, 1))
+            bn = self._make_batch_norm(f"{name}_bn", (None, None, None, 1), gamma)
             setattr(self, f"{name}_kernel", kernel)
             setattr(self, f"{name}_bn", bn)
 
-    def branch_gate(self, name, inputs, training=False):
+    def _branch_gate(self, name, inputs, training=False):
         """Branch `name`'s gate in the statistics dtype, shaped to broadcast over the input:
         (batch, 1, width, channels) for `cw`, (batch, height, 1, channels) for `hc`,
         (batch, height, width, 1) for `hw`."""
         axis, to_plane, from_plane, transposed = _BRANCHES[name]
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        maximum, mean = z_pool(x, axis)
+        maximum, mean = ops.z_pool(x, axis)
         if to_plane is not None:
             maximum = tf.transpose(maximum, to_plane)
             mean = tf.transpose(mean, to_plane)
@@ -179,7 +169,7 @@ class TripletAttention(RecalibrationLayer):
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         training = bool(training)
-        gates = [self.branch_gate(name, x, training=training) for name in self.branch_names]
+        gates = [self._branch_gate(name, x, training=training) for name in self.branch_names]
         # The official mean of the rotated-back outputs, each term scaled first so that the
         # partial sums stay within |x| (no float16 overflow).
         weight = 1.0 / len(gates)
@@ -189,15 +179,20 @@ class TripletAttention(RecalibrationLayer):
             output = output + x * tf.cast(gate * weight, x.dtype)
         return output
 
+    def gates(self, inputs, training=False):
+        """One gate per branch, by its official name: `cw` (batch, 1, width, channels), `hc`
+        (batch, height, 1, channels) and, with `use_spatial`, `hw` (batch, height, width, 1).
+        The output is the mean of the input times each."""
+        x = self._prepare_input(inputs)
+        return {name: self._branch_gate(name, x, training=training) for name in self.branch_names}
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "kernel_size": self.kernel_size,
                 "use_spatial": self.use_spatial,
-                "synchronized": self.synchronized,
-                "momentum": self.momentum,
-                "norm_epsilon": self.norm_epsilon,
+                **self._batch_norm_config(),
                 "spatial_gamma_initializer": keras.initializers.serialize(
                     self.spatial_gamma_initializer
                 ),

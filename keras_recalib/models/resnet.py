@@ -17,7 +17,7 @@ import keras
 
 from keras_recalib import _factory
 from keras_recalib import _validation as v
-from keras_recalib.layers._ops import fan_out_normal, torch_padding
+from keras_recalib._conventions import fan_out_normal, torch_padding
 
 # depth -> (block kind, blocks per stage)
 RESNET_DEPTHS = {

@@ -1,0 +1,185 @@
+"""The primitives the layers' mathematics is written in, and the one switch for fast paths.
+
+Like `keras.ops`, each primitive is declared here once, with its semantics; an implementation
+module computes it. `_reference` states the semantics in plain TensorFlow (`tf.nn.moments`,
+reductions, broadcast products, `tf.nn.conv2d`); `_tensorflow` holds the fast formulations
+(whole-map pooling in graph mode and exports, XLA partial sums and shifted taps, optimisation
+barriers, analytic gradients) and is the only module that touches non-public TensorFlow APIs.
+Nothing above this package knows which one runs.
+
+The switch: fast paths are on by default; `set_fast_paths(False)`, the `fast_paths(False)`
+context manager, or the environment variable `KERAS_RECALIB_FAST_PATHS=0` select the reference
+implementations. The choice is made when a function is traced (a `tf.function` keeps the
+implementation it was traced with), and it never changes what is computed, only how: the
+equivalence tests in tests/test_ops.py compare the two, forward and gradient.
+
+A second backend plugs in with one entry in `_IMPLEMENTATIONS`: a module that defines any of
+the dispatched primitives (the rest fall back to the reference).
+"""
+
+import contextlib
+import os
+
+from keras_recalib.ops import _reference, _tensorflow
+from keras_recalib.ops._reference import (
+    axis_size,
+    bessel_factor,
+    fold_batch_norm,
+    nearest_indices,
+    pad_spatial,
+    resize,
+    resize_axis,
+    safe_sqrt,
+    spatial_count,
+    sqrt_plus_epsilon,
+)
+
+__all__ = [
+    "available",
+    "axis_moments",
+    "axis_size",
+    "bessel_factor",
+    "channel_conv",
+    "channel_scale",
+    "energy_gate",
+    "fast_paths",
+    "fast_paths_enabled",
+    "fold_batch_norm",
+    "gate_product",
+    "nearest_indices",
+    "pad_spatial",
+    "plane_conv",
+    "resize",
+    "resize_axis",
+    "safe_sqrt",
+    "set_fast_paths",
+    "spatial_count",
+    "spatial_mean",
+    "spatial_moments",
+    "spatial_sum",
+    "sqrt_plus_epsilon",
+    "store_once",
+    "z_pool",
+    "zpool_conv",
+]
+
+# backend name -> module of fast implementations
+_IMPLEMENTATIONS = {"tensorflow": _tensorflow}
+_BACKEND = "tensorflow"
+_fast = os.environ.get("KERAS_RECALIB_FAST_PATHS", "1").strip().lower() not in ("0", "false")
+
+
+def set_fast_paths(enabled):
+    """Turns the fast implementations on (the default) or off, for functions traced from now."""
+    global _fast
+    if not isinstance(enabled, bool):
+        raise ValueError(f"Argument `enabled` must be a bool. Received: enabled={enabled!r}")
+    _fast = enabled
+
+
+def fast_paths_enabled():
+    """Whether the fast implementations are selected."""
+    return _fast
+
+
+@contextlib.contextmanager
+def fast_paths(enabled):
+    """`with fast_paths(False): ...` traces with the reference implementations."""
+    previous = _fast
+    set_fast_paths(enabled)
+    try:
+        yield
+    finally:
+        set_fast_paths(previous)
+
+
+def available():
+    """What the active backend's fast module found of the non-public APIs it relies on."""
+    return _IMPLEMENTATIONS[_BACKEND].available()
+
+
+def _impl(name):
+    if _fast:
+        fast = getattr(_IMPLEMENTATIONS[_BACKEND], name, None)
+        if fast is not None:
+            return fast
+    return getattr(_reference, name)
+
+
+# --- the dispatched primitives ---------------------------------------------------------------
+
+
+def spatial_moments(x):
+    """Per-(batch, channel) mean and biased variance over height and width of an NHWC tensor:
+    `tf.nn.moments(x, axes=[1, 2])`, two (batch, channels) tensors. The gradient is that of
+    `tf.nn.moments` (the variance's derivative through the mean is zero)."""
+    return _impl("spatial_moments")(x)
+
+
+def spatial_sum(x):
+    """Sum over height and width of an NHWC tensor, (batch, channels)."""
+    return _impl("spatial_sum")(x)
+
+
+def spatial_mean(x):
+    """Mean over height and width of an NHWC tensor, (batch, channels)."""
+    return _impl("spatial_mean")(x)
+
+
+def axis_moments(x, axis):
+    """Mean and biased variance over one `axis`, kept with size 1 (`tf.nn.moments` with
+    `keepdims=True`)."""
+    return _impl("axis_moments")(x, axis)
+
+
+def channel_scale(x, gate):
+    """`x * gate[:, None, None, :]` for an NHWC `x` and a (batch, channels) `gate`."""
+    return _impl("channel_scale")(x, gate)
+
+
+def gate_product(x, gate):
+    """`x * gate` for a `gate` that broadcasts against `x` and is computed once per position or
+    channel (a compiler should store it rather than recompute it per element)."""
+    return _impl("gate_product")(x, gate)
+
+
+def store_once(tensor):
+    """`tensor`, unchanged; a hint that a small statistic is to be computed once and stored."""
+    return _impl("store_once")(tensor)
+
+
+def z_pool(x, axis):
+    """The max and the mean over `axis` (kept, size 1), as two maps: the official Z-pool order
+    (max first) of CBAM's spatial gate and Triplet Attention."""
+    return _impl("z_pool")(x, axis)
+
+
+def plane_conv(plane, taps):
+    """The "SAME" convolution (cross-correlation, (k - 1) // 2 zeros on each side) of a
+    one-channel (batch, h, w, 1) map with odd (k, k) `taps`."""
+    return _impl("plane_conv")(plane, taps)
+
+
+def channel_conv(values, taps):
+    """The "SAME" 1-D cross-correlation of (batch, channels) `values` with odd-length `taps`
+    along the channels: (k - 1) // 2 zeros on each side, as ECA's official `Conv1d`."""
+    return _impl("channel_conv")(values, taps)
+
+
+def energy_gate(x, e_lambda):
+    """SimAM's gate: sigmoid(d / (4 (sum(d) / n + e_lambda)) + 1/2) with d = (x - mean)^2 per
+    (batch, channel) over height and width and n = max(HW - 1, 1)."""
+    return _impl("energy_gate")(x, e_lambda)
+
+
+# --- compositions ----------------------------------------------------------------------------
+
+
+def zpool_conv(maximum, mean, kernel):
+    """The official k x k convolution (no bias) of the stacked [max; mean] maps, as two
+    single-map convolutions summed; `kernel` is (k, k, 2, 1), input channel 0 for the max.
+
+    Concatenated, the two maps would share one int8 scale in quantized TFLite, where the mean,
+    much narrower than the max, would lose its precision.
+    """
+    return plane_conv(maximum, kernel[:, :, 0, 0]) + plane_conv(mean, kernel[:, :, 1, 0])

@@ -1,0 +1,230 @@
+"""The primitives' reference implementations: their semantics, in plain TensorFlow.
+
+Each function is the straightforward formulation (`tf.nn.moments`, `tf.reduce_sum`, a broadcast
+product, `tf.nn.conv2d`) with TensorFlow's own gradients. `_tensorflow` holds the fast
+formulations of some of them, which must compute the same numbers; `keras_recalib.ops`
+chooses between the two.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+# --- counts and roots ------------------------------------------------------------------------
+
+
+def spatial_count(x, axes=(1, 2)):
+    """Number of elements reduced over `axes`, as a Python int when static."""
+    shape = x.shape
+    if all(shape[a] is not None for a in axes):
+        count = 1
+        for a in axes:
+            count *= int(shape[a])
+        return count
+    dynamic = tf.shape(x)
+    count = dynamic[axes[0]]
+    for a in axes[1:]:
+        count = count * dynamic[a]
+    return count
+
+
+def bessel_factor(count, dtype):
+    """n / (n - 1), with n = 1 mapped to 1 so that the unbiased variance of one value is 0.
+
+    PyTorch's `std(unbiased=True)` returns NaN for a single element (0/0); the layers define it
+    as 0 instead so a 1x1 feature map keeps a finite output.
+    """
+    if isinstance(count, int):
+        return tf.constant(count / max(count - 1, 1), dtype)
+    n = tf.cast(count, dtype)
+    return n / tf.maximum(n - 1.0, 1.0)
+
+
+def safe_sqrt(value):
+    """sqrt(value) for value >= 0 whose gradient at 0 is 0 instead of inf (then NaN)."""
+    positive = value > 0
+    # Scalar branches broadcast: `zeros_like` would stay a float op in int8 TFLite graphs.
+    one = tf.constant(1.0, value.dtype)
+    root = tf.sqrt(tf.where(positive, value, one))
+    return tf.where(positive, root, tf.constant(0.0, value.dtype))
+
+
+def sqrt_plus_epsilon(var, epsilon):
+    """sqrt(var + epsilon) for var >= 0 and a Python float epsilon >= 0, finite in value and
+    gradient also where var + epsilon is 0.
+
+    The zero-safe root unless the epsilon survives in the dtype (1e-50 is 0 in float32): then
+    var + eps > 0 and a plain root is the same number with three fewer ops (and no SELECT,
+    which XNNPACK does not delegate, in TFLite). A denormal epsilon may be flushed to zero, so
+    it must be a normal number to count.
+    """
+    eps = tf.constant(epsilon, var.dtype)
+    positive = epsilon >= np.finfo(var.dtype.as_numpy_dtype).tiny
+    return tf.sqrt(var + eps) if positive else safe_sqrt(var + eps)
+
+
+# --- spatial statistics ----------------------------------------------------------------------
+
+
+def spatial_moments(x):
+    return tf.nn.moments(x, axes=[1, 2])
+
+
+def spatial_sum(x):
+    return tf.reduce_sum(x, axis=[1, 2])
+
+
+def spatial_mean(x):
+    return tf.reduce_mean(x, axis=[1, 2])
+
+
+def axis_moments(x, axis):
+    return tf.nn.moments(x, axes=[axis], keepdims=True)
+
+
+# --- gating products -------------------------------------------------------------------------
+
+
+def channel_scale(x, gate):
+    return x * tf.reshape(gate, [-1, 1, 1, gate.shape[-1]])
+
+
+def gate_product(x, gate):
+    return x * gate
+
+
+def store_once(tensor):
+    return tensor
+
+
+def z_pool(x, axis):
+    maximum = tf.reduce_max(x, axis=axis, keepdims=True)
+    return maximum, tf.reduce_mean(x, axis=axis, keepdims=True)
+
+
+# --- convolutions ----------------------------------------------------------------------------
+
+
+def plane_conv(plane, taps):
+    return tf.nn.conv2d(plane, taps[:, :, None, None], 1, "SAME")
+
+
+def channel_conv(values, taps):
+    channels = values.shape[-1]
+    k = int(taps.shape[0])
+    mixed = tf.nn.conv2d(
+        tf.reshape(values, [-1, 1, channels, 1]), tf.reshape(taps, [1, k, 1, 1]), 1, "SAME"
+    )
+    return tf.reshape(mixed, [-1, channels])
+
+
+def pad_spatial(x, pad):
+    """Zero-pads an NHWC tensor by `pad` on each side of height and width."""
+    if not pad:
+        return x
+    return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+
+
+# --- SimAM's energy gate ---------------------------------------------------------------------
+
+
+def energy_gate(x, e_lambda):
+    mean, var = spatial_moments(x)
+    channels = x.shape[-1]
+    count = tf.cast(spatial_count(x), x.dtype)
+    energy = var * (count / tf.maximum(count - 1.0, 1.0)) + e_lambda
+    d = tf.square(x - tf.reshape(mean, [-1, 1, 1, channels]))
+    return tf.sigmoid(d / tf.reshape(4.0 * energy, [-1, 1, 1, channels]) + 0.5)
+
+
+# --- batch normalisation ---------------------------------------------------------------------
+
+
+def fold_batch_norm(bn, dtype):
+    """An inference-mode BatchNormalization as a per-channel affine: `(scale, shift)` with
+    `bn(z, training=False) == z * scale + shift`, in `dtype`.
+
+    scale = gamma / sqrt(moving_variance + epsilon), shift = beta - moving_mean * scale; a BN
+    without scale (`scale=False`) or offset (`center=False`) leaves gamma = 1 or beta = 0.
+    """
+    scale = tf.math.rsqrt(tf.cast(bn.moving_variance, dtype) + bn.epsilon)
+    if bn.scale:
+        scale = scale * tf.cast(bn.gamma, dtype)
+    mean = tf.cast(bn.moving_mean, dtype) * scale
+    shift = tf.cast(bn.beta, dtype) - mean if bn.center else -mean
+    return scale, shift
+
+
+# --- PyTorch-exact resampling ----------------------------------------------------------------
+
+
+def axis_size(x, axis):
+    """A static axis length as a Python int, else the dynamic one."""
+    static = x.shape[axis]
+    return int(static) if static is not None else tf.shape(x)[axis]
+
+
+def source_coordinates(in_size, out_size, interpolation):
+    """Where PyTorch's `F.interpolate` samples output index `dst`, in float32 like its kernels.
+
+    'nearest' (the default mode): dst * in / out; 'bilinear' with align_corners=False:
+    max((dst + 0.5) * in / out - 0.5, 0). Static sizes give NumPy constants (same float32
+    arithmetic), dynamic ones tensors.
+    """
+    if isinstance(in_size, int) and isinstance(out_size, int):
+        dst = np.arange(out_size, dtype=np.float32)
+        scale = np.float32(in_size) / np.float32(out_size)
+        if interpolation == "nearest":
+            return dst * scale
+        return np.maximum((dst + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
+    dst = tf.cast(tf.range(out_size), tf.float32)
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    if interpolation == "nearest":
+        return dst * scale
+    return tf.maximum((dst + 0.5) * scale - 0.5, 0.0)
+
+
+def _lower_index(source, in_size):
+    if isinstance(source, np.ndarray):
+        return np.minimum(np.floor(source).astype(np.int32), in_size - 1)
+    return tf.minimum(tf.cast(tf.floor(source), tf.int32), in_size - 1)
+
+
+def nearest_indices(in_size, out_size):
+    """PyTorch's nearest source indices, min(floor(dst * in / out), in - 1).
+
+    TF2's `tf.image.resize` 'nearest' samples at (dst + 0.5) * in / out instead and picks other
+    pixels when `out` is not a multiple of `in` (14 -> 3 -> 14).
+    """
+    return _lower_index(source_coordinates(in_size, out_size, "nearest"), in_size)
+
+
+def linear_taps(in_size, out_size):
+    """PyTorch's bilinear taps along one axis: lower index, upper index, weight of the upper."""
+    source = source_coordinates(in_size, out_size, "bilinear")
+    lower = _lower_index(source, in_size)
+    if isinstance(source, np.ndarray):
+        weight = np.clip(source - lower.astype(np.float32), 0.0, 1.0)
+        return lower, np.minimum(lower + 1, in_size - 1), weight
+    weight = tf.clip_by_value(source - tf.cast(lower, tf.float32), 0.0, 1.0)
+    return lower, tf.minimum(lower + 1, in_size - 1), weight
+
+
+def resize_axis(x, out_size, axis, interpolation="nearest"):
+    """Resizes NHWC `x` along `axis` (1 or 2) to `out_size` like PyTorch's `F.interpolate`.
+
+    Built from gathers, which (unlike ResizeNearestNeighbor's gradient) compile under XLA and
+    convert to TFLite built-in ops.
+    """
+    in_size = axis_size(x, axis)
+    if interpolation == "nearest":
+        return tf.gather(x, nearest_indices(in_size, out_size), axis=axis)
+    lower, upper, weight = linear_taps(in_size, out_size)
+    weight = tf.reshape(tf.cast(weight, x.dtype), [-1, 1, 1] if axis == 1 else [-1, 1])
+    low = tf.gather(x, lower, axis=axis)
+    return low + (tf.gather(x, upper, axis=axis) - low) * weight
+
+
+def resize(x, height, width, interpolation="nearest"):
+    """Resizes NHWC `x` to (height, width) like PyTorch's `F.interpolate` (default: nearest)."""
+    x = resize_axis(x, height, 1, interpolation)
+    return resize_axis(x, width, 2, interpolation)
