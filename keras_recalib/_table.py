@@ -42,7 +42,10 @@ def format_table(
     widths = [max(len(line[i]) for line in cells) for i in range(columns)]
 
     def render(line):
-        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(line, widths, align))
+        padded = (
+            c.rjust(w) if a == "r" else c.ljust(w)
+            for c, w, a in zip(line, widths, align, strict=True)
+        )
         return "  ".join(padded).rstrip()
 
     lines = [render(line) for line in cells]
