@@ -14,6 +14,10 @@ import numpy as np
 
 from keras_recalib._conventions import fan_out_normal
 
+# What initializer and regularizer arguments accept: a name, a config dict or an instance.
+InitializerLike = str | dict | keras.initializers.Initializer
+RegularizerLike = str | dict | keras.regularizers.Regularizer
+
 
 def _fail(name, expected, value):
     raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")

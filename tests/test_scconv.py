@@ -8,7 +8,7 @@ from contract_utils import random_inputs
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-from keras_recalib.layers._ops import nearest_indices
+from keras_recalib.ops import nearest_indices
 
 # --- an independent NumPy reference (NHWC, float64) --------------------------------------------
 

@@ -72,7 +72,7 @@ class RecalibrationLayer(keras.layers.Layer):
             inputs = tf.cast(inputs, self.compute_dtype)
         return inputs
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         """The gates the layer applies to `inputs`, by name, in the statistics dtype.
 
         Each gate lies in [0, 1] and broadcasts against the `(batch, height, width, channels)`
@@ -84,7 +84,7 @@ class RecalibrationLayer(keras.layers.Layer):
             return {}
         raise NotImplementedError(f"{type(self).__name__} does not implement gates()")
 
-    def gate_details(self, inputs):
+    def gate_details(self, inputs) -> dict:
         """Layer-specific quantities behind the gates on `inputs` (SRM: its style features and
         effective weights), by name, as arrays; an empty dict for most layers."""
         return {}

@@ -6,11 +6,14 @@ Jongchan/attention-module (`MODELS/cbam.py`, `CBAM`), and its initialisation
 (`MODELS/model_resnet.py`).
 """
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._blocks import ExcitationMLP, zpool_gate
 
@@ -103,19 +106,19 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
 
     def __init__(
         self,
-        reduction=16,
-        bottleneck_channels=None,
-        spatial_kernel_size=7,
-        pool_types=("avg", "max"),
-        use_spatial=True,
-        synchronized=False,
-        momentum=0.99,
-        norm_epsilon=1e-5,
-        spatial_gamma_initializer="zeros",
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
+        reduction: int = 16,
+        bottleneck_channels: int | None = None,
+        spatial_kernel_size: int = 7,
+        pool_types: Sequence[str] = ("avg", "max"),
+        use_spatial: bool = True,
+        synchronized: bool = False,
+        momentum: float = 0.99,
+        norm_epsilon: float = 1e-5,
+        spatial_gamma_initializer: InitializerLike = "zeros",
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.reduction = v.check_int("reduction", reduction, minimum=1)
         self.bottleneck_channels = v.check_int(
@@ -204,7 +207,7 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
             x = x * tf.cast(self._spatial_gate(x, training=bool(training)), x.dtype)
         return x
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         """`{"channel": (batch, 1, 1, channels)}` and, with `use_spatial`, `{"spatial":
         (batch, height, width, 1)}`, the latter computed on the channel-gated input as the
         layer applies it."""

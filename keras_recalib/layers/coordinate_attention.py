@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from keras_recalib import _validation as v
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer, reduced_width
 
 
@@ -74,15 +75,15 @@ class CoordinateAttention(RecalibrationLayer):
 
     def __init__(
         self,
-        reduction=32,
-        min_channels=8,
-        synchronized=False,
-        momentum=0.9,
-        norm_epsilon=1e-5,
-        kernel_initializer=None,
-        kernel_regularizer=None,
+        reduction: int = 32,
+        min_channels: int = 8,
+        synchronized: bool = False,
+        momentum: float = 0.9,
+        norm_epsilon: float = 1e-5,
+        kernel_initializer: InitializerLike | None = None,
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.reduction = v.check_int("reduction", reduction, minimum=1)
         self.min_channels = v.check_int("min_channels", min_channels, minimum=1)
@@ -135,7 +136,7 @@ class CoordinateAttention(RecalibrationLayer):
         a_h, a_w = self._gates(x, training=training)
         return x * tf.cast(a_w, x.dtype) * tf.cast(a_h, x.dtype)
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         """`{"height": (batch, height, 1, channels), "width": (batch, 1, width, channels)}`."""
         a_h, a_w = self._gates(inputs, training=training)
         return {"height": a_h, "width": a_w}

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 
 
@@ -75,13 +76,13 @@ class EfficientChannelAttention(RecalibrationLayer):
 
     def __init__(
         self,
-        kernel_size=None,
-        gamma=2.0,
-        beta=1.0,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
+        kernel_size: int | None = None,
+        gamma: float = 2.0,
+        beta: float = 1.0,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.kernel_size = v.check_int(
             "kernel_size", kernel_size, minimum=1, allow_none=True, odd=True
@@ -135,7 +136,7 @@ class EfficientChannelAttention(RecalibrationLayer):
         x = self._prepare_input(inputs)
         return ops.channel_scale(x, tf.cast(self._gate(x), x.dtype))
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         return {"channel": self._gate(inputs)[:, None, None, :]}
 
     def get_config(self):

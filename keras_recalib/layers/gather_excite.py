@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras_recalib import _validation as v
 from keras_recalib import ops
 from keras_recalib._conventions import torch_padding
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._blocks import ExcitationMLP
 
@@ -115,17 +116,17 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
 
     def __init__(
         self,
-        extent="global",
-        parametric=False,
-        use_mlp=False,
-        reduction=16,
-        synchronized=False,
-        momentum=0.9,
-        norm_epsilon=1e-5,
-        kernel_initializer="he_normal",
-        kernel_regularizer=None,
+        extent: int | str = "global",
+        parametric: bool = False,
+        use_mlp: bool = False,
+        reduction: int = 16,
+        synchronized: bool = False,
+        momentum: float = 0.9,
+        norm_epsilon: float = 1e-5,
+        kernel_initializer: InitializerLike = "he_normal",
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.extent = _check_extent(extent)
         self.parametric = v.check_bool("parametric", parametric)
@@ -205,7 +206,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
                 f"Received: input_shape={tuple(x.shape)}"
             )
 
-    def _gather(self, inputs, training=False):
+    def gather(self, inputs, training=False):
         """The gathered context: (batch, 1, 1, channels) for the global extent, else
         (batch, ceil(height / extent), ceil(width / extent), channels); statistics dtype."""
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
@@ -232,8 +233,8 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         return sums / counts
 
     def _gate(self, inputs, training=False):
-        """The gate in [0, 1] before upsampling (shape of `_gather`), statistics dtype."""
-        context = self._gather(inputs, training=training)
+        """The gate in [0, 1] before upsampling (shape of `gather`), statistics dtype."""
+        context = self.gather(inputs, training=training)
         if self.use_mlp:
             context = self._excite(context)
         return tf.sigmoid(context)
@@ -249,7 +250,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         # Nearest-neighbour, as PyTorch's default `F.interpolate`.
         return ops.resize(gate, ops.axis_size(x, 1), ops.axis_size(x, 2))
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         """`{"channel": (batch, 1, 1, channels)}` for the global extent, else `{"local":
         (batch, height, width, channels)}`, the gathered gate upsampled to the input."""
         x = self._prepare_input(inputs)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_recalib import _validation as v
 from keras_recalib import ops
 from keras_recalib._conventions import torch_padding
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 
 _INTERPOLATIONS = ("nearest", "bilinear")
@@ -113,17 +114,17 @@ class SelfCalibratedConv2D(RecalibrationLayer):
 
     def __init__(
         self,
-        filters=None,
-        pooling_r=4,
-        strides=1,
-        interpolation="nearest",
-        synchronized=False,
-        momentum=0.9,
-        norm_epsilon=1e-5,
-        kernel_initializer=None,
-        kernel_regularizer=None,
+        filters: int | None = None,
+        pooling_r: int = 4,
+        strides: int = 1,
+        interpolation: str = "nearest",
+        synchronized: bool = False,
+        momentum: float = 0.9,
+        norm_epsilon: float = 1e-5,
+        kernel_initializer: InitializerLike | None = None,
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.filters = v.check_int("filters", filters, minimum=2, allow_none=True)
         if self.filters is not None and self.filters % 2:

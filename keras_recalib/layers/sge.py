@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 
 
@@ -61,13 +62,13 @@ class SpatialGroupEnhance(RecalibrationLayer):
 
     def __init__(
         self,
-        groups=64,
-        weight_initializer="zeros",
-        bias_initializer="ones",
-        weight_regularizer=None,
-        bias_regularizer=None,
+        groups: int = 64,
+        weight_initializer: InitializerLike = "zeros",
+        bias_initializer: InitializerLike = "ones",
+        weight_regularizer: RegularizerLike | None = None,
+        bias_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.groups = v.check_int("groups", groups, minimum=1)
         self.weight_initializer = v.get_initializer("weight_initializer", weight_initializer)
@@ -125,7 +126,7 @@ class SpatialGroupEnhance(RecalibrationLayer):
         y = ops.gate_product(self._grouped(x), tf.expand_dims(gate, -1))
         return tf.reshape(y, tf.shape(x))
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         """`{"spatial": gate}`, the gate of each group repeated over the group's channels:
         (batch, height, width, channels)."""
         x = self._prepare_input(inputs)

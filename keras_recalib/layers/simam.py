@@ -51,7 +51,7 @@ class SimAM(RecalibrationLayer):
         https://proceedings.mlr.press/v139/yang21o.html
     """
 
-    def __init__(self, e_lambda=1e-4, **kwargs):
+    def __init__(self, e_lambda: float = 1e-4, **kwargs) -> None:
         super().__init__(**kwargs)
         self.e_lambda = v.check_float("e_lambda", e_lambda)
         if self.e_lambda < MIN_LAMBDA:
@@ -75,7 +75,7 @@ class SimAM(RecalibrationLayer):
         x = self._prepare_input(inputs)
         return x * tf.cast(self._gate(x), x.dtype)
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         return {"element": self._gate(inputs)}
 
     def get_config(self):

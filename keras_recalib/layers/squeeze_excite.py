@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._blocks import ExcitationMLP
 
@@ -60,12 +61,12 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
 
     def __init__(
         self,
-        reduction=16,
-        bottleneck_channels=None,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
+        reduction: int = 16,
+        bottleneck_channels: int | None = None,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.reduction = v.check_int("reduction", reduction, minimum=1)
         self.bottleneck_channels = v.check_int(
@@ -91,7 +92,7 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
         x = self._prepare_input(inputs)
         return ops.channel_scale(x, tf.cast(self._gate(x), x.dtype))
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         return {"channel": self._gate(inputs)[:, None, None, :]}
 
     def get_config(self):

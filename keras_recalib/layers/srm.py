@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 
 
@@ -75,16 +76,16 @@ class StyleRecalibration(RecalibrationLayer):
 
     def __init__(
         self,
-        epsilon=1e-5,
-        unbiased=False,
-        use_batch_norm=True,
-        synchronized=False,
-        momentum=0.9,
-        norm_epsilon=1e-5,
-        kernel_initializer="zeros",
-        kernel_regularizer=None,
+        epsilon: float = 1e-5,
+        unbiased: bool = False,
+        use_batch_norm: bool = True,
+        synchronized: bool = False,
+        momentum: float = 0.9,
+        norm_epsilon: float = 1e-5,
+        kernel_initializer: InitializerLike = "zeros",
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.epsilon = v.check_float("epsilon", epsilon, minimum=0.0)
         self.unbiased = v.check_bool("unbiased", unbiased)
@@ -152,11 +153,11 @@ class StyleRecalibration(RecalibrationLayer):
         gate = self._gate(x, training=bool(training))
         return ops.channel_scale(x, tf.cast(gate, x.dtype))
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         gate = self._gate(inputs, training=training)
         return {"channel": gate[:, None, None, :]}
 
-    def gate_details(self, inputs):
+    def gate_details(self, inputs) -> dict:
         """The style features (`style_mean`, `style_std`: (batch, channels)) and the effective
         inference weights (`mean_weight`, `std_weight`, `bias`: (channels,))."""
         mean, std = self.style_features(inputs)

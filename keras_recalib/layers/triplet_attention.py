@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
+from keras_recalib._validation import InitializerLike, RegularizerLike
 from keras_recalib.layers._base import RecalibrationLayer
 from keras_recalib.layers._blocks import zpool_gate
 
@@ -94,16 +95,16 @@ class TripletAttention(RecalibrationLayer):
 
     def __init__(
         self,
-        kernel_size=7,
-        use_spatial=True,
-        synchronized=False,
-        momentum=0.99,
-        norm_epsilon=1e-5,
-        spatial_gamma_initializer="zeros",
-        kernel_initializer=None,
-        kernel_regularizer=None,
+        kernel_size: int = 7,
+        use_spatial: bool = True,
+        synchronized: bool = False,
+        momentum: float = 0.99,
+        norm_epsilon: float = 1e-5,
+        spatial_gamma_initializer: InitializerLike = "zeros",
+        kernel_initializer: InitializerLike | None = None,
+        kernel_regularizer: RegularizerLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         # An even kernel with the official padding (k - 1) // 2 shrinks the map by one.
         self.kernel_size = v.check_int("kernel_size", kernel_size, minimum=1, odd=True)
@@ -179,7 +180,7 @@ class TripletAttention(RecalibrationLayer):
             output = output + x * tf.cast(gate * weight, x.dtype)
         return output
 
-    def gates(self, inputs, training=False):
+    def gates(self, inputs, training: bool = False) -> dict:
         """One gate per branch, by its official name: `cw` (batch, 1, width, channels), `hc`
         (batch, height, 1, channels) and, with `use_spatial`, `hw` (batch, height, width, 1).
         The output is the mean of the input times each."""
