@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras_recalib as kr
+from keras_recalib import _graph_internals as internals
 from keras_recalib import cli
 from keras_recalib.models import (
     cifar_resnet,
@@ -90,7 +91,7 @@ def srm_resnet18():
 
 
 def _producer(tensor):
-    return tensor._keras_history.operation
+    return internals.producer(tensor).operation
 
 
 def test_torchvision_names_and_module_placement(srm_resnet18):
