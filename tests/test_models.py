@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import keras_recalib as kr
-from keras_recalib import _graph_internals as internals
 from keras_recalib import cli
 from keras_recalib.models import (
     cifar_resnet,
@@ -91,7 +90,9 @@ def srm_resnet18():
 
 
 def _producer(tensor):
-    return internals.producer(tensor).operation
+    from keras_recalib._graph_internals import producer
+
+    return producer(tensor).operation
 
 
 def test_torchvision_names_and_module_placement(srm_resnet18):
