@@ -27,7 +27,7 @@ if _keras.backend.backend() != "tensorflow":
     _refuse_backend(_keras.backend.backend())
 
 from keras_recalib import convert, data, export, inspect, layers, models
-from keras_recalib._factory import available, get
+from keras_recalib._registry import available, get
 from keras_recalib.layers import *  # noqa: F403
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ import pytest
 from contract_utils import convert_builtins_only, tflite_run
 
 import keras_recalib as kr
+from keras_recalib import _graph_internals as internals
 from keras_recalib.models import cifar_resnet, count_macs, insert_recalibration
 
 SHAPE = (32, 32, 3)
@@ -16,16 +17,16 @@ def modules(model, cls=kr.StyleRecalibration):
 
 
 def producer(tensor):
-    return tensor._keras_history.operation
+    return internals.producer(tensor).operation
 
 
 def check_placement(model, branch_suffix, shortcut_suffixes):
     """Every module reads the branch end and feeds an Add whose other input is the shortcut."""
     for module in modules(model):
         assert producer(module.input).name.endswith(branch_suffix), module.name
-        (node,) = module._outbound_nodes
-        assert isinstance(node.operation, keras.layers.Add)
-        (shortcut,) = [t for t in node.input_tensors if producer(t) is not module]
+        (call,) = internals.outbound_calls(module)
+        assert isinstance(call.operation, keras.layers.Add)
+        (shortcut,) = [t for t in call.inputs if producer(t) is not module]
         source = producer(shortcut)
         assert source.name.endswith(shortcut_suffixes) or isinstance(
             source, keras.layers.MaxPooling2D
@@ -61,7 +62,7 @@ def test_resnet50v2_branches_end_in_a_convolution():
     assert all(module.unbiased for module in modules(model))
     # Stride-2 identity shortcuts of V2 are 1x1 max pools: still recognised as shortcuts.
     # (The Add layer is shared: its newest call is the new model's.)
-    add_inputs = model.get_layer("conv3_block4_out")._inbound_nodes[-1].input_tensors
+    add_inputs = internals.inbound_calls(model.get_layer("conv3_block4_out"))[-1].inputs
     assert {type(producer(t)).__name__ for t in add_inputs} == {
         "MaxPooling2D",
         "StyleRecalibration",

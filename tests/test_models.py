@@ -90,7 +90,9 @@ def srm_resnet18():
 
 
 def _producer(tensor):
-    return tensor._keras_history.operation
+    from keras_recalib._graph_internals import producer
+
+    return producer(tensor).operation
 
 
 def test_torchvision_names_and_module_placement(srm_resnet18):

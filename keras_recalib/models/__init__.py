@@ -6,6 +6,9 @@
   of an existing functional model (e.g. `keras.applications.ResNet50`).
 - `resnet_complexity(...)`, `count_macs(model)`, `trainable_parameters(model)`: parameter and
   multiply-accumulate counts as the papers' tables give them.
+
+The layout of each ResNet is written once, in `plan.py`; the builders (`resnet.py`) and the
+counter (`complexity.py`) both read it.
 """
 
 from keras_recalib.models.complexity import count_macs, resnet_complexity, trainable_parameters

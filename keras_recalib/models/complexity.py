@@ -24,8 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_recalib import _graph_internals, _registry
 from keras_recalib.layers._base import RecalibrationLayer
-from keras_recalib.models.resnet import check_arguments, module_factory, resnet_plan
+from keras_recalib.models.plan import resnet_plan
+from keras_recalib.models.resnet import check_arguments
 
 _PRODUCTS = {"Mul", "RealDiv", "Div", "DivNoNan", "SquaredDifference", "Square", "MulNoNan"}
 _REDUCTIONS = {"Mean", "Sum"}
@@ -54,7 +56,7 @@ def _graph_macs(graph):
         kind = op.type
         if kind in ("StatefulPartitionedCall", "PartitionedCall"):
             name = op.get_attr("f").name
-            total += _graph_macs(graph._get_function(name).graph)
+            total += _graph_macs(_graph_internals.function_graph(graph, name))
             continue
         if not op.outputs:
             continue
@@ -137,83 +139,58 @@ def count_macs(model):
     every recalibration layer (any `keras_recalib` layer) counted from its inference graph.
     """
     total = 0
-    # The model's own calls only: a layer shared with another model has more inbound nodes.
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            layer = node.operation
-            if layer is None or node.is_input:
-                continue
-            out_shape = tuple(node.outputs[0].shape)
-            if any(d is None for d in out_shape[1:]):
-                raise ValueError(
-                    "count_macs needs a model with a fixed input size. "
-                    f"Received: layer {layer.name!r} with output shape {out_shape}"
-                )
-            if isinstance(layer, RecalibrationLayer):
-                total += module_macs(layer, tuple(node.input_tensors[0].shape))
-            elif isinstance(layer, _CONVOLUTIONS):
-                total += _conv_macs(layer, out_shape)
-            elif isinstance(layer, keras.layers.Dense):
-                total += _size(out_shape[1:]) * int(layer.kernel.shape[0])
-            elif isinstance(layer, keras.Model):
-                total += count_macs(layer)
+    # The model's own calls only: a layer shared with another model has more calls.
+    for call in _graph_internals.calls(model):
+        layer = call.operation
+        out_shape = tuple(call.outputs[0].shape)
+        if any(d is None for d in out_shape[1:]):
+            raise ValueError(
+                "count_macs needs a model with a fixed input size. "
+                f"Received: layer {layer.name!r} with output shape {out_shape}"
+            )
+        if isinstance(layer, RecalibrationLayer):
+            total += module_macs(layer, tuple(call.inputs[0].shape))
+        elif isinstance(layer, _CONVOLUTIONS):
+            total += _conv_macs(layer, out_shape)
+        elif isinstance(layer, keras.layers.Dense):
+            total += _size(out_shape[1:]) * int(layer.kernel.shape[0])
+        elif isinstance(layer, keras.Model):
+            total += count_macs(layer)
     return total
-
-
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def plan_complexity(plan, input_shape, num_classes, include_top, make_module, cache=None):
     """(trainable parameters, MACs) of a `Plan` without building the network.
 
-    Modules are built once per distinct (height, width, channels) and their costs reused.
+    Walks the same steps `resnet.build_from_plan` builds. Modules are built once per distinct
+    (height, width, channels) and their costs reused.
     """
-    height, width, channels = input_shape
     params = macs = 0
 
-    def conv(h, w, cin, cout, kernel, stride):
+    def conv_bn(h, w, channels, step):
         nonlocal params, macs
-        h, w = (_out_size(s, kernel, stride, kernel // 2) for s in (h, w))
-        params += kernel * kernel * cin * cout
-        macs += h * w * kernel * kernel * cin * cout
-        return h, w
+        h, w = step.output_size(h), step.output_size(w)
+        kernel = step.kernel * step.kernel * channels * step.filters
+        params += kernel + 2 * step.filters  # the batch normalisation's scale and shift
+        macs += h * w * kernel
+        return h, w, step.filters
 
-    def bn(c):
-        nonlocal params
-        params += 2 * c
-
-    if plan.stem == "imagenet":
-        h, w = conv(height, width, channels, plan.stem_channels, 7, 2)
-        h, w = (_out_size(s, 3, 2, 1) for s in (h, w))
-    else:
-        h, w = conv(height, width, channels, plan.stem_channels, 3, 1)
-    bn(plan.stem_channels)
+    h, w, channels = conv_bn(*input_shape, plan.stem)
+    if plan.pool is not None:
+        h, w = plan.pool.output_size(h), plan.pool.output_size(w)
     cache = {} if cache is None else cache
     for block in plan.blocks:
-        cin, out = block.in_channels, block.out_channels
-        if block.kind == "basic":
-            ho, wo = conv(h, w, cin, block.width, 3, block.stride)
-            conv(ho, wo, block.width, block.width, 3, 1)
-            bn(block.width)
-            bn(block.width)
-        else:
-            conv(h, w, cin, block.width, 1, 1)
-            ho, wo = conv(h, w, block.width, block.width, 3, block.stride)
-            conv(ho, wo, block.width, out, 1, 1)
-            bn(block.width)
-            bn(block.width)
-            bn(out)
-        if block.projection:
-            conv(h, w, cin, out, 1, block.stride)
-            bn(out)
+        shape = (h, w, channels)
+        for step in block.branch:
+            shape = conv_bn(*shape, step)
+        if block.shortcut is not None:
+            conv_bn(h, w, channels, block.shortcut)
         if make_module is not None:
-            key = (ho, wo, out)
-            if key not in cache:
-                cache[key] = module_cost(lambda: make_module("probe"), key)
-            params += cache[key][0]
-            macs += cache[key][1]
-        h, w = ho, wo
+            if shape not in cache:
+                cache[shape] = module_cost(lambda: make_module("probe"), shape)
+            params += cache[shape][0]
+            macs += cache[shape][1]
+        h, w, channels = shape
     if include_top:
         params += plan.features * num_classes + num_classes
         macs += plan.features * num_classes
@@ -247,5 +224,5 @@ def resnet_complexity(
         raise ValueError(
             f"Counting MACs needs a fixed input size. Received: input_shape={tuple(input_shape)!r}"
         )
-    make_module = module_factory(recalibration, recalibration_kwargs)
+    make_module = _registry.module_factory(recalibration, recalibration_kwargs)
     return Complexity(*plan_complexity(plan, input_shape, num_classes, include_top, make_module))

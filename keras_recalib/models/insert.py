@@ -4,26 +4,8 @@ import collections
 
 import keras
 
-from keras_recalib.models.resnet import module_factory
-
-try:  # `x + y` on Keras tensors records this operation instead of an Add layer.
-    from keras.src.ops.numpy import Add as _AddOperation
-except ImportError:  # pragma: no cover - older or newer Keras layouts
-    _AddOperation = None
-
-
-def _is_addition(operation):
-    if isinstance(operation, keras.layers.Add):
-        return True
-    return _AddOperation is not None and isinstance(operation, _AddOperation)
-
-
-def _producer(tensor):
-    """The node that computed a Keras tensor, or None for a model input."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None or history.operation is None:
-        return None
-    return history.operation._inbound_nodes[history.node_index]
+from keras_recalib import _graph_internals as internals
+from keras_recalib import _registry
 
 
 def _distances(tensor):
@@ -32,18 +14,18 @@ def _distances(tensor):
     queue = collections.deque([tensor])
     while queue:
         current = queue.popleft()
-        node = _producer(current)
-        if node is None:
+        call = internals.producer(current)
+        if call is None:
             continue
-        for parent in node.input_tensors:
+        for parent in call.inputs:
             if id(parent) not in distance:
                 distance[id(parent)] = distance[id(current)] + 1
                 queue.append(parent)
     return distance
 
 
-def residual_branch(node):
-    """The input tensor of an addition node that is the residual branch, or None.
+def residual_branch(call):
+    """The input tensor of an addition call that is the residual branch, or None.
 
     Both inputs of a residual addition descend from the block input (their nearest common
     ancestor). The shortcut is the shorter path from it: the identity (no operation), a
@@ -51,7 +33,7 @@ def residual_branch(node):
     Additions of more or fewer than two tensors, of unrelated tensors, or of two equally long
     paths are not residual.
     """
-    inputs = node.input_tensors
+    inputs = call.inputs
     if len(inputs) != 2 or inputs[0] is inputs[1]:
         return None
     first, second = (_distances(t) for t in inputs)
@@ -81,10 +63,6 @@ def _layer_names(model, names):
     return names
 
 
-def _is_functional(model):
-    return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
-
-
 def _rewrite(model, make_module, names, cache):
     """A functional copy of `model` (same layers) with a module before each residual Add."""
     inputs = keras.tree.map_structure(
@@ -94,32 +72,28 @@ def _rewrite(model, make_module, names, cache):
         id(old): new for old, new in zip(model.inputs, keras.tree.flatten(inputs), strict=True)
     }
     inserted = 0
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if not node.operation or node.is_input:
-                continue
-            operation = node.operation
-            if _is_functional(operation) and not isinstance(operation, keras.Sequential):
-                if id(operation) not in cache:
-                    cache[id(operation)] = _rewrite(operation, make_module, names, cache)
-                rewritten, count = cache[id(operation)]
-                if count:  # an untouched nested model is called as it is
-                    operation = rewritten
-                    inserted += count
-            values = computed
-            branch = residual_branch(node) if _is_addition(node.operation) else None
-            if branch is not None:
-                base = f"{node.operation.name}_rclb"
-                module = make_module(_unique_name(base, names))
-                values = dict(computed)
-                values[id(branch)] = module(computed[id(branch)])
-                inserted += 1
-            args, kwargs = node.arguments.fill_in(values)
-            outputs = operation(*args, **kwargs)
-            for old, new in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
-                computed[id(old)] = new
+    for call in internals.calls(model):
+        operation = call.operation
+        if internals.is_functional(operation):
+            if id(operation) not in cache:
+                cache[id(operation)] = _rewrite(operation, make_module, names, cache)
+            rewritten, count = cache[id(operation)]
+            if count:  # an untouched nested model is called as it is
+                operation = rewritten
+                inserted += count
+        values = computed
+        branch = residual_branch(call) if internals.is_addition(call.operation) else None
+        if branch is not None:
+            base = f"{call.operation.name}_rclb"
+            module = make_module(_unique_name(base, names))
+            values = dict(computed)
+            values[id(branch)] = module(computed[id(branch)])
+            inserted += 1
+        outputs = internals.call_again(call, values, operation)
+        for old, new in zip(call.outputs, keras.tree.flatten(outputs), strict=True):
+            computed[id(old)] = new
     outputs = [computed[id(x)] for x in model.outputs]
-    outputs = keras.tree.pack_sequence_as(model._outputs_struct, outputs)
+    outputs = keras.tree.pack_sequence_as(model.output, outputs)
     return keras.Model(inputs, outputs, name=model.name), inserted
 
 
@@ -156,12 +130,12 @@ def insert_recalibration(model, recalibration, **kwargs):
     >>> base = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
     >>> model = insert_recalibration(base, "srm")
     """
-    if not _is_functional(model) or isinstance(model, keras.Sequential):
+    if not internals.is_functional(model):
         raise ValueError(
             "insert_recalibration needs a functional keras.Model (built with keras.Input). "
             f"Received: model={model!r} of type {type(model).__name__}"
         )
-    make_module = module_factory(recalibration, kwargs)
+    make_module = _registry.module_factory(recalibration, kwargs)
     if make_module is None:
         raise ValueError("Argument `recalibration` must not be None. Received: recalibration=None")
     new_model, inserted = _rewrite(model, make_module, _layer_names(model, set()), {})
