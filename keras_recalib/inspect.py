@@ -15,6 +15,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_recalib import _graph_internals
 from keras_recalib.layers._base import RecalibrationLayer
 
 __all__ = ["LayerGates", "gates", "recalibration_layers", "plot_gates"]
@@ -66,8 +67,8 @@ def _run_probe(model, tensors, images, batch_size):
 
 
 def _fed_tensor(inner, outer):
-    for node in inner._inbound_nodes:
-        tensors = node.input_tensors
+    for call in _graph_internals.inbound_calls(inner):
+        tensors = call.inputs
         if len(tensors) == 1:
             try:
                 keras.Model(outer.inputs, tensors[0])
