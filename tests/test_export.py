@@ -285,6 +285,9 @@ def test_every_schema_module_reads_the_same(converted, module_name):
     assert _flatbuffer.read_ops(content, module_name) == export.tflite_ops(content)
     recorded = _flatbuffer.read_metadata(content, _convert.RECORD_NAME, module_name)
     assert recorded == b"int8"
+    marked = _flatbuffer.with_metadata(content, "some.entry", b"value", module_name)
+    assert _flatbuffer.read_metadata(marked, "some.entry") == b"value"
+    assert export.tflite_ops(marked) == export.tflite_ops(content)
 
 
 @pytest.mark.slow

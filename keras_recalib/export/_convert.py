@@ -58,7 +58,7 @@ def _input_signature(model, input_shape):
         if len(inputs) != 1:
             raise ValueError(
                 "`input_shape` applies to single-input models only. "
-                f"Received: input_shape={input_shape!r} for {len(inputs)} inputs"
+                f"Received: input_shape={input_shape!r} (the model has {len(inputs)} inputs)"
             )
         shape = tuple(input_shape)
         rank = len(inputs[0].shape)
@@ -79,7 +79,9 @@ def _input_name(tensor):
     return re.sub(r"\W", "_", getattr(tensor, "name", "inputs") or "inputs")
 
 
-def export_saved_model(model, path, input_shape=None):
+def export_saved_model(
+    model: keras.Model, path: str | os.PathLike, input_shape: tuple | None = None
+) -> pathlib.Path:
     """Writes `model` as a SavedModel with a `serving_default` signature.
 
     The batch size is dynamic. The spatial size is what the model's inputs declare (dynamic when
