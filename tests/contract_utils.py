@@ -64,10 +64,9 @@ def convert_builtins_only(saved_model_dir):
 
 
 def tflite_op_names(tflite_model):
-    from ai_edge_litert.interpreter import Interpreter
+    from keras_recalib.export import tflite_ops
 
-    interpreter = Interpreter(model_content=tflite_model)
-    return {op["op_name"] for op in interpreter._get_ops_details()}
+    return {op.name for op in tflite_ops(tflite_model)}
 
 
 def batch_norm_ops(layer, channels, training):
