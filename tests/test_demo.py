@@ -1,4 +1,4 @@
-"""The demo, gate inspection and the embedded dataset."""
+"""The demo, gate inspection and the embedded dataset (the `inspect` command: test_cli.py)."""
 
 import json
 
@@ -100,25 +100,6 @@ def test_channel_correlation_is_a_correlation_matrix():
     np.testing.assert_allclose(corr, corr.T)
     assert np.all(corr[4] == 0)
     np.testing.assert_allclose(corr[:4, :4], np.corrcoef(gate[:, :4].T), atol=1e-9)
-
-
-def test_inspect_cli_prints_and_plots(tmp_path, capsys):
-    model = gated_model()
-    model.save(tmp_path / "m.keras")
-    np.savez(tmp_path / "images.npz", x=np.random.default_rng(3).normal(size=(12, 8, 8, 3)))
-    code, out, err = run_cli(
-        capsys,
-        "inspect",
-        tmp_path / "m.keras",
-        "--images",
-        tmp_path / "images.npz",
-        "--plot",
-        tmp_path / "gates.png",
-    )
-    assert code == 0, err
-    assert "2 recalibration layers, 12 images" in out
-    png = (tmp_path / "gates.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 # --- demo --------------------------------------------------------------------------------------
