@@ -314,6 +314,9 @@ def test_export_everything_with_verification(tmp_path, capsys):
     assert code == 0, err
     assert "[4/4] verifying" in err
     assert re.search(r"^export\s+result$", out, re.MULTILINE), out
+    # The model's count as PyTorch counts it: SRM adds 2 per channel and its BN's affine pair.
+    trainable = 3 * 3 * 3 * 8 + 8 + 8 * 2 + 8 * 2 + 8 * 5 + 5
+    assert f"({trainable:,} trainable parameters, 16 non-trainable values)" in out
     assert re.search(r"^float ops inside\s+none$", out, re.MULTILINE), out
     assert "cosine similarity" in out
     assert (tmp_path / "sm" / "saved_model.pb").is_file() and (tmp_path / "m.tflite").is_file()

@@ -3,6 +3,9 @@
 A command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`, and
 imports neither TensorFlow nor Keras at module level, so that `--help` and usage errors answer
 at once; TensorFlow starts (quietly, see `_common.start_tensorflow`) only when a command runs.
+The console script (`keras_recalib_launcher`) builds the parser before the package's
+`__init__` has run, so at module level a command module imports submodules only
+(`from keras_recalib._table import format_table`), never names that `__init__` defines.
 
 Errors the user can fix (a missing file, a bad option) end with a one-line message on stderr
 and exit status 2, never a traceback; `--debug` shows the traceback of unexpected errors.
@@ -90,7 +93,3 @@ def run(args, prepare=None):
 def main(argv=None):
     """`keras-recalib ARGS...`; returns the exit status (usage errors exit through argparse)."""
     return run(parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -103,6 +103,7 @@ def run(args):
     quantization = None if args.quantize == "none" else args.quantize
 
     from keras_recalib import export
+    from keras_recalib.models import trainable_parameters
 
     say(f"[1/4] loading {args.model}")
     model = load_model(args.model)
@@ -118,7 +119,15 @@ def run(args):
             raise CommandError(
                 f"calibration samples have shape {sample}, the model expects {data_shape}"
             )
-    rows = [("model", f"{args.model} ({model.count_params():,} parameters)")]
+    # PyTorch's count (trainable) first; the rest is mostly batch-norm moving statistics.
+    trainable = trainable_parameters(model)
+    rows = [
+        (
+            "model",
+            f"{args.model} ({trainable:,} trainable parameters, "
+            f"{model.count_params() - trainable:,} non-trainable values)",
+        )
+    ]
 
     if args.saved_model:
         say(f"[2/4] exporting SavedModel to {args.saved_model}")
