@@ -132,11 +132,13 @@ def load_model(path):
 
     try:
         return keras_recalib.load_model(path)
-    except (OSError, ValueError) as error:
-        # The library's "Received: filepath=..." repeats the path the message starts with.
-        raise CommandError(first_line(error).split(" Received: ")[0]) from None
     except Exception as error:
-        raise CommandError(f"cannot load {path} as a Keras model: {first_line(error)}") from None
+        # keras_recalib.load_model's own messages start with the path and end with a
+        # "Received: filepath=..." that repeats it; Keras' messages get the path in front.
+        message = first_line(error).split(" Received: ")[0]
+        if str(path) not in message:
+            message = f"cannot load {path} as a Keras model: {message}"
+        raise CommandError(message) from None
 
 
 def single_input_shape(model, command):

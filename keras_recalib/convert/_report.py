@@ -34,7 +34,7 @@ class LoadReport:
     missing: tuple[str, ...]
     mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
     unmapped_layers: tuple[str, ...] = ()
-    module_of: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    module_of: dict[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def fits(self) -> bool:
@@ -70,14 +70,14 @@ class LoadReport:
         ]
         complete = len(groups) - len(incomplete)
         lines = [
-            f"loaded {len(self.loaded)} tensors; left at their initialisation: "
-            f"{len(self.missing)} missing and {len(self.mismatched)} mis-shaped; "
-            f"unused from the state dict: {len(self.skipped)}; "
+            f"loaded {len(self.loaded)} tensors; not loaded (those variables keep their values): "
+            f"{len(self.missing)} missing, {len(self.mismatched)} mis-shaped; "
+            f"unused keys of the state dict: {len(self.skipped)}; "
             f"{complete} modules loaded completely"
         ]
         if self.unmapped_layers:
-            lines.append("layers without a PyTorch mapping, left as they were: ")
-            lines[-1] += ", ".join(self.unmapped_layers)
+            unmapped = ", ".join(self.unmapped_layers)
+            lines.append(f"layers without a PyTorch mapping, left as they were: {unmapped}")
         if incomplete:
             rows = [
                 (
