@@ -1,7 +1,9 @@
 """keras_recalib: CNN recalibration modules as Keras 3 layers (TensorFlow backend, NHWC).
 
 Importing the package registers every layer with Keras' serialisation, so `.keras` files that
-contain them load without `custom_objects`.
+contain them load without `custom_objects` (also through `keras_recalib.load_model`). The
+`keras-recalib` console script starts from `keras_recalib_launcher`, which answers `--help`
+before this module (and with it TensorFlow) is imported.
 """
 
 import os as _os
@@ -27,6 +29,7 @@ if _keras.backend.backend() != "tensorflow":
     _refuse_backend(_keras.backend.backend())
 
 from keras_recalib import convert, data, export, inspect, layers, models
+from keras_recalib._loading import load_model
 from keras_recalib._registry import available, get
 from keras_recalib.layers import *  # noqa: F403
 
@@ -40,6 +43,7 @@ __all__ = [
     "get",
     "inspect",
     "layers",
+    "load_model",
     "models",
     "__version__",
     *layers.__all__,

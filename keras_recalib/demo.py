@@ -1,4 +1,4 @@
-"""`keras-recalib demo` and `keras-recalib inspect`.
+"""`keras-recalib demo`.
 
 The demo trains a small CIFAR-style ResNet with SRM and the same network without it (plus any
 other modules asked for) on the embedded texture-style dataset (`keras_recalib.data`) or on the
@@ -14,8 +14,7 @@ import time
 
 import numpy as np
 
-from keras_recalib.cli import CommandError, register_command
-from keras_recalib.export_cli import load_inputs, load_model
+from keras_recalib.cli import CommandError
 
 # CIFAR ResNets are 6n + 2 deep; 8 and 14 are small enough for quick runs and tests.
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
@@ -321,45 +320,3 @@ def run_demo(args):
     print(f"\nheld-out accuracy, speed and export on {source} (output in {out})")
     print(table)
     return 0
-
-
-def add_inspect_arguments(parser):
-    parser.add_argument("model", metavar="MODEL.keras")
-    parser.add_argument("--images", metavar="DIR_OR_NPZ", required=True)
-    parser.add_argument("--plot", metavar="PNG", help="write the gate plots here")
-
-
-def run_inspect(args):
-    from keras_recalib import inspect
-
-    model = load_model(args.model)
-    if len(model.inputs) != 1:
-        raise CommandError("inspect works on single-input models")
-    images = load_inputs(args.images, tuple(model.inputs[0].shape[1:]))
-    try:
-        results = inspect.gates(model, images)
-    except ValueError as error:
-        raise CommandError(str(error).splitlines()[0]) from None
-    print(f"{len(results)} recalibration layers, {len(images)} images")
-    print(inspect.summary(results))
-    if args.plot:
-        try:
-            inspect.plot_gates(results, args.plot, title=model.name)
-        except (ImportError, ValueError, OSError) as error:
-            raise CommandError(str(error).splitlines()[0]) from None
-        print(f"plot written to {args.plot}")
-    return 0
-
-
-register_command(
-    "demo",
-    "Train SRM and plain CIFAR-style ResNets on an embedded style dataset, export, compare.",
-    add_demo_arguments,
-    run_demo,
-)
-register_command(
-    "inspect",
-    "Print and plot the gates of a model's recalibration layers on some images.",
-    add_inspect_arguments,
-    run_inspect,
-)

@@ -63,6 +63,33 @@ def test_missing_extra_and_misshaped_keys_are_all_listed():
         np.testing.assert_array_equal(old, new)
 
 
+def test_non_strict_loads_what_fits_into_a_layer_and_reports_the_rest():
+    state, cfc = srm_state(4)
+    del state["bn.bias"]
+    state["bn.running_var"] = np.ones(5, "float32")
+    state["fc.weight"] = np.ones((2, 2), "float32")
+    layer = built_srm(4)
+    beta, variance = np.array(layer.bn.beta), np.array(layer.bn.moving_variance)
+    report = load_torch_weights(layer, state, strict=False)
+    assert report.loaded == ("cfc", "bn.weight", "bn.running_mean")
+    assert report.missing == ("bn.bias",)
+    assert report.mismatched == (("bn.running_var", (5,), (4,)),)
+    assert report.skipped == ("fc.weight",)
+    assert set(report.by_module()) == {layer.name, "fc"}
+    np.testing.assert_array_equal(layer.cfc, cfc)
+    np.testing.assert_array_equal(layer.bn.gamma, state["bn.weight"])
+    np.testing.assert_array_equal(layer.bn.beta, beta)
+    np.testing.assert_array_equal(layer.bn.moving_variance, variance)
+
+
+def test_non_strict_report_of_a_complete_state_dict_fits():
+    state, _ = srm_state(3)
+    report = load_torch_weights(built_srm(3), state, strict=False)
+    assert report.fits and len(report.loaded) == 5
+    assert report.summary().startswith("loaded 5 tensors; not loaded")
+    assert "0 missing, 0 mis-shaped; unused keys of the state dict: 0" in report.summary()
+
+
 def test_unbuilt_and_unsupported_layers_are_refused():
     state, _ = srm_state(4)
     with pytest.raises(ValueError, match="not built"):

@@ -1,4 +1,4 @@
-"""The demo, gate inspection and the embedded dataset."""
+"""The demo, gate inspection and the embedded dataset (the `inspect` command: test_cli.py)."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_recalib as kr
-from keras_recalib import cli, inspect
+from keras_recalib import cli
 from keras_recalib.data import CLASS_NAMES, style_textures
 
 
@@ -64,25 +64,6 @@ def gated_model():
     inner_inputs = keras.Input((8, 8, 6))
     inner = keras.Model(inner_inputs, kr.StyleRecalibration(name="inner_srm")(inner_inputs))
     return keras.Model(inputs, inner(x))
-
-
-def test_inspect_cli_prints_and_plots(tmp_path, capsys):
-    model = gated_model()
-    model.save(tmp_path / "m.keras")
-    np.savez(tmp_path / "images.npz", x=np.random.default_rng(3).normal(size=(12, 8, 8, 3)))
-    code, out, err = run_cli(
-        capsys,
-        "inspect",
-        tmp_path / "m.keras",
-        "--images",
-        tmp_path / "images.npz",
-        "--plot",
-        tmp_path / "gates.png",
-    )
-    assert code == 0, err
-    assert "2 recalibration layers, 12 images" in out
-    png = (tmp_path / "gates.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 # --- demo --------------------------------------------------------------------------------------

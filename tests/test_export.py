@@ -1,4 +1,4 @@
-"""keras_recalib.export and the `keras-recalib export` CLI, on real SavedModels and LiteRT."""
+"""keras_recalib.export on real SavedModels and LiteRT (the `export` command: test_cli.py)."""
 
 import pathlib
 import subprocess
@@ -11,7 +11,7 @@ import tensorflow as tf
 from contract_utils import convert_builtins_only, random_inputs, randomize_weights
 
 import keras_recalib as kr
-from keras_recalib import cli, export
+from keras_recalib import export
 from keras_recalib._quantization import QUANTIZATIONS, get_spec
 from keras_recalib.export import _convert, _flatbuffer
 
@@ -322,95 +322,3 @@ def test_flex_ops_are_refused_with_ops_and_layers_listed(tmp_path):
     assert info.value.layers == ["running_product"]
     assert "Cumprod" in str(info.value) and "running_product" in str(info.value)
     assert not (tmp_path / "m.tflite").exists()
-
-
-# --- CLI ---------------------------------------------------------------------------------------
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.mark.slow
-def test_cli_export_everything_with_verification(tmp_path, capsys):
-    model = small_classifier(spatial=(12, 12))
-    model.save(tmp_path / "m.keras")
-    np.savez(tmp_path / "cal.npz", x=random_inputs((40, 12, 12, 3)))
-    code, out, err = run_cli(
-        capsys,
-        "export",
-        str(tmp_path / "m.keras"),
-        "--saved-model",
-        str(tmp_path / "sm"),
-        "--tflite",
-        str(tmp_path / "m.tflite"),
-        "--quantize",
-        "int8",
-        "--calibration-data",
-        str(tmp_path / "cal.npz"),
-        "--verify",
-    )
-    assert code == 0, err
-    assert "[4/4] verifying" in err
-    assert "cosine similarity" in out and "float ops inside   none" in out
-    assert (tmp_path / "sm" / "saved_model.pb").is_file() and (tmp_path / "m.tflite").is_file()
-
-
-def test_cli_export_calibration_from_an_image_folder(tmp_path, capsys):
-    model = small_classifier(spatial=(12, 12))
-    model.save(tmp_path / "m.keras")
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        pixels = rng.integers(0, 255, (20, 16, 3)).astype("uint8")
-        (images / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
-    code, out, err = run_cli(
-        capsys,
-        "export",
-        str(tmp_path / "m.keras"),
-        "--tflite",
-        str(tmp_path / "m.tflite"),
-        "--quantize",
-        "int8",
-        "--calibration-data",
-        str(images),
-        "--verify",
-    )
-    assert code == 0, err
-    assert "top-1 agreement" in out
-
-
-@pytest.mark.parametrize(
-    "argv,message",
-    [
-        (["export", "{tmp}/missing.keras", "--tflite", "{tmp}/m.tflite"], "no such model file"),
-        (["export", "{tmp}/broken.keras", "--tflite", "{tmp}/m.tflite"], "cannot load"),
-        (["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--bogus"], "unrecognized"),
-        (["export", "{tmp}/m.keras", "--quantize", "int3"], "invalid choice"),
-        (
-            ["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--quantize", "int8"],
-            "needs --calibration-data",
-        ),
-        (["export", "{tmp}/m.keras"], "nothing to do"),
-        (
-            ["export", "{tmp}/m.keras", "--tflite", "{tmp}/m.tflite", "--input-shape", "a,b"],
-            "--input-shape",
-        ),
-        (["export", "{tmp}/flex.keras", "--tflite", "{tmp}/m.tflite"], "Cumprod"),
-    ],
-)
-def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys, argv, message):
-    small_classifier(spatial=(8, 8)).save(tmp_path / "m.keras")
-    flex_model().save(tmp_path / "flex.keras")
-    (tmp_path / "broken.keras").write_text("not a zip file")
-    code, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
-    assert code == 2
-    error_lines = [line for line in err.splitlines() if ": error:" in line]
-    assert len(error_lines) == 1 and message in error_lines[0], err
-    assert "Traceback" not in err

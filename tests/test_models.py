@@ -1,4 +1,4 @@
-"""ResNet builders, parameter and MAC counts, and the `zoo` command."""
+"""ResNet builders, parameter and MAC counts (the `zoo` command: test_cli.py)."""
 
 import functools
 
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import keras_recalib as kr
-from keras_recalib import cli
 from keras_recalib.models import (
     cifar_resnet,
     count_macs,
@@ -194,23 +193,3 @@ def test_callable_must_return_a_new_layer_each_time():
     shared.build((None, 4, 4, 16))
     with pytest.raises(ValueError, match="new, unbuilt layer"):
         cifar_resnet(8, lambda: shared)
-
-
-# --- the zoo command ---------------------------------------------------------------------------
-
-
-def test_zoo_prints_added_parameters_and_macs(capsys):
-    assert cli.main(["zoo", "--depth", "50", "--modules", "srm,se"]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    assert rows["none"][1:3] == ["25.56M", "4.089G"]
-    assert rows["srm"][1:3] == ["25.62M", "+60,416"]
-    assert rows["srm"][4] == "+22.17M"
-    assert rows["se"][1:3] == ["28.09M", "+2,530,992"]
-
-
-def test_zoo_refuses_unknown_modules_and_depths(capsys):
-    assert cli.main(["zoo", "--modules", "srm,nope"]) == 2
-    assert "unknown module nope" in capsys.readouterr().err
-    assert cli.main(["zoo", "--depth", "42"]) == 2
-    assert "--depth must be one of" in capsys.readouterr().err

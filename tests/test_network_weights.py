@@ -143,6 +143,135 @@ def test_layers_without_a_mapping_are_listed():
     assert "'norm' (LayerNormalization)" in str(info.value)
 
 
+# --- non-strict loading: what fits, and a report -----------------------------------------------
+
+
+def imagenet_plain_state(model, seed=3):
+    """A torchvision-style checkpoint of the plain network with a 1000-class head."""
+    shapes = {
+        k: v
+        for k, v in expected_state_shapes(model).items()
+        if ".rclb." not in k  # a plain ResNet has no SRM modules
+    }
+    shapes["fc.weight"] = (1000, shapes["fc.weight"][1])
+    shapes["fc.bias"] = (1000,)
+    return random_state(shapes, seed=seed)
+
+
+def test_non_strict_loads_a_plain_checkpoint_into_an_srm_network():
+    model = resnet(18, "srm", num_classes=7, input_shape=(None, None, 3))
+    state = imagenet_plain_state(model)
+    srm_before = {w.path: np.array(w) for w in model.weights if "rclb" in w.path}
+    fc_before = np.array(model.get_layer("fc").kernel)
+    report = load_torch_weights(model, state, strict=False)
+
+    assert isinstance(report, kr.convert.LoadReport) and not report.fits
+    # torchvision's resnet18: 102 entries besides num_batches_tracked, two of them the head.
+    assert len(report.loaded) == 100 and report.skipped == ()
+    assert sorted(report.mismatched) == [
+        ("fc.bias", (1000,), (7,)),
+        ("fc.weight", (1000, 512), (7, 512)),
+    ]
+    assert len(report.missing) == 5 * 8
+    groups = report.by_module()
+    assert sorted(groups["layer2.1.rclb"]["missing"]) == [
+        "layer2.1.rclb.bn.bias",
+        "layer2.1.rclb.bn.running_mean",
+        "layer2.1.rclb.bn.running_var",
+        "layer2.1.rclb.bn.weight",
+        "layer2.1.rclb.cfc",
+    ]
+    assert groups["layer2.1.conv1"] == {
+        "loaded": ["layer2.1.conv1.weight"],
+        "missing": [],
+        "mismatched": [],
+        "skipped": [],
+    }
+    # The backbone is loaded; the SRM modules and the new head keep their initialisation.
+    np.testing.assert_array_equal(
+        model.get_layer("layer3_0_conv2").kernel,
+        state["layer3.0.conv2.weight"].transpose(2, 3, 1, 0),
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("layer4_1_bn2").moving_variance, state["layer4.1.bn2.running_var"]
+    )
+    for weight in model.weights:
+        if weight.path in srm_before:
+            np.testing.assert_array_equal(weight, srm_before[weight.path])
+    np.testing.assert_array_equal(model.get_layer("fc").kernel, fc_before)
+
+    summary = report.summary()
+    assert summary.splitlines()[0].startswith("loaded 100 tensors")
+    rows = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[1:]}
+    assert rows["module"] == ["loaded", "missing", "mismatched", "skipped"]
+    assert rows["layer1.0.rclb"] == ["0", "5", "0", "0"]
+    assert rows["fc"] == ["0", "0", "2", "0"]
+    assert "layer1.0.conv1" not in rows  # complete modules are counted, not listed
+
+
+def test_non_strict_reports_unused_keys_and_layers_without_a_mapping():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+    dw_before = np.array(model.get_layer("dw").kernel)
+    state = {
+        "fc.weight": np.ones((2, 3), "float32"),
+        "fc.bias": np.full(2, 0.5, "float32"),
+        "layer1.0.se.fc.0.weight": np.ones((4, 64), "float32"),
+        "layer1.0.se.fc.2.weight": np.ones((64, 4), "float32"),
+    }
+    report = load_torch_weights(model, state, strict=False)
+    assert report.loaded == ("fc.weight", "fc.bias")
+    assert report.skipped == ("layer1.0.se.fc.0.weight", "layer1.0.se.fc.2.weight")
+    assert report.unmapped_layers == ("dw",)
+    assert report.by_module()["layer1.0.se.fc.0"]["skipped"] == ["layer1.0.se.fc.0.weight"]
+    np.testing.assert_array_equal(model.get_layer("fc").bias, [0.5, 0.5])
+    np.testing.assert_array_equal(model.get_layer("dw").kernel, dw_before)
+    assert "layers without a PyTorch mapping, left as they were: dw" in report.summary()
+
+
+def test_non_strict_refuses_a_state_dict_of_which_nothing_fits(srm_resnet18):
+    # DataParallel checkpoints prefix every key with `module.`.
+    state = {f"module.{k}": v for k, v in random_state(expected_state_shapes(srm_resnet18)).items()}
+    with pytest.raises(ValueError) as info:
+        load_torch_weights(srm_resnet18, state, strict=False)
+    message = str(info.value)
+    assert message.startswith("No tensor of the state dict fits model")
+    assert "key prefix" in message and "unexpected key 'module.conv1.weight'" in message
+    assert message.endswith(f"Received: state_dict=<{len(state)} keys>")
+
+
+def test_strict_errors_are_summarised_with_shape_mismatches_first():
+    model = resnet(50, "srm", num_classes=7, input_shape=(None, None, 3))
+    state = imagenet_plain_state(model)
+    state["layer9.0.conv1.weight"] = np.ones((3, 3), "float32")
+    with pytest.raises(ValueError) as info:
+        load_torch_weights(model, state)
+    message = str(info.value)
+    lines = message.splitlines()
+    assert lines[0].startswith(
+        f"The state dict does not fit model {model.name!r}: 2 shape mismatches, "
+        "80 missing keys, 1 unexpected key; nothing was loaded."
+    )
+    assert "strict=False" in lines[0]
+    assert lines[1].strip().startswith("shape mismatches: key 'fc.weight' has shape (1000, 2048)")
+    assert lines[2].strip().startswith("missing keys by module: layer1.0.rclb 5, layer1.1.rclb 5")
+    assert "and 4 more modules" in lines[2] and "(and 75 more)" in lines[2]
+    assert "missing key 'layer1.0.rclb.cfc'" in lines[2]
+    assert lines[3].strip() == (
+        "unexpected keys by module: layer9.0.conv1 1; first: unexpected key 'layer9.0.conv1.weight'"
+    )
+    assert lines[-1] == f"Received: state_dict=<{len(state)} keys>"
+    # 80 missing keys used to make one line of several thousand characters.
+    assert len(message) < 1200 and max(len(line) for line in lines) < 500
+
+
+def test_strict_must_be_a_bool(srm_resnet18):
+    with pytest.raises(ValueError, match="Received: strict='no'"):
+        load_torch_weights(srm_resnet18, {}, strict="no")
+
+
 # --- logits parity with a torch re-implementation of torchvision's ResNet ----------------------
 
 
@@ -296,3 +425,24 @@ def test_logits_match_pytorch_in_eval_mode(depth, rclb, size, kwargs):
     actual = np.asarray(model(x, training=False))
     assert np.abs(expected).max() > 1e-2  # a meaningful comparison, not two zeros
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
+
+
+def test_two_non_strict_loads_backbone_then_srm_match_pytorch():
+    """The backbone of a PyTorch SRM-ResNet, then its SRM modules, each loaded non-strict:
+    together they must land every tensor where one strict load would."""
+    torch, module = torch_resnet(18, "srm")
+    state = {k: v.numpy() for k, v in module.state_dict().items()}
+    backbone = {k: v for k, v in state.items() if ".rclb." not in k}
+    srm = {k: v for k, v in state.items() if ".rclb." in k}
+    size = (40, 40)  # 40 -> 20 -> 10 -> 5 -> 3 -> 2: layer4's SRM sees more than one position
+    model = resnet(18, "srm", num_classes=10, input_shape=(*size, 3), unbiased=True, epsilon=0.0)
+    first = load_torch_weights(model, backbone, strict=False)
+    second = load_torch_weights(model, srm, strict=False)
+    assert len(first.missing) == len(second.loaded) == 5 * 8
+    assert sorted(first.loaded + second.loaded) == sorted(
+        k for k in state if not k.endswith("num_batches_tracked")
+    )
+    x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype("float32")
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(model(x, training=False), expected, rtol=0, atol=1e-4)

@@ -61,12 +61,13 @@ def _layer_loader(layer):
     return None
 
 
-def load_network_weights(model, state_dict):
+def load_network_weights(model, state_dict, strict=True):
     """Copies a PyTorch state dict into a built functional model, layer by layer.
 
-    Every layer with weights must have a mapping (convolution, dense, batch normalisation or a
-    layer with a registered loader); missing, unexpected and mis-shaped keys are reported
-    together, and nothing is written unless the whole state dict fits.
+    Strict: every layer with weights must have a mapping (convolution, dense, batch
+    normalisation or a layer with a registered loader); missing, unexpected and mis-shaped keys
+    are reported together, and nothing is written unless the whole state dict fits; returns the
+    model. Not strict: loads whatever fits and returns the `LoadReport`.
     """
     if not model.built:
         raise ValueError(
@@ -80,13 +81,16 @@ def load_network_weights(model, state_dict):
             continue
         loader = _layer_loader(layer)
         if loader is None:
-            unsupported.append(f"{layer.name!r} ({type(layer).__name__})")
+            unsupported.append(layer)
             continue
-        loader(layer, state.child(torch_prefix(layer.name) + "."))
-    if unsupported:
+        module = torch_prefix(layer.name)
+        loader(layer, state.child(module + ".", module=module))
+    if unsupported and strict:
         raise ValueError(
             f"No PyTorch weight mapping for these layers of {model.name!r}: "
-            f"{', '.join(unsupported)}. Received: model={model.name!r}"
+            + ", ".join(f"{u.name!r} ({type(u).__name__})" for u in unsupported)
+            + f". Received: model={model.name!r}"
         )
-    state.finish(f"model {model.name!r}")
-    return model
+    unmapped = [u.name for u in unsupported]
+    report = state.finish(f"model {model.name!r}", strict=strict, unmapped_layers=unmapped)
+    return model if strict else report

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_recalib.convert._report import LoadReport
+
 _LOADERS = {}
 
 
@@ -23,30 +25,36 @@ def find_loader(layer):
 
 
 class StateDict:
-    """A state dict that remembers which keys were used, to report missing and extra ones.
+    """A state dict that remembers which keys were loaded, missing or mis-shaped, and for which
+    module (the Keras layer that asked for them), to report them all at once.
 
     Problems are collected rather than raised one by one, so a user fixing a checkpoint sees
-    every wrong key in one error.
+    every wrong key in one error, and a non-strict load can say what it left out.
     """
 
-    def __init__(self, state_dict, prefix=""):
+    # Optional bookkeeping entries that carry no weights: neither loaded nor unexpected.
+    ignorable_suffixes = ("num_batches_tracked",)
+
+    def __init__(self, state_dict, prefix="", module=""):
         self._arrays = {str(k): v for k, v in dict(state_dict).items()}
         self.prefix = prefix
+        self.module = module
         self.used = set()
-        self.problems = []
+        self.loaded = {}  # key -> module
+        self.missing = {}  # key -> module
+        self.mismatched = {}  # key -> (module, shape in the state dict, expected shape)
+        self.prefixes = {}  # module -> its key prefix, to place unexpected keys
         self.pending = []
-        # Optional bookkeeping entries that carry no weights.
-        self.ignorable_suffixes = ("num_batches_tracked",)
 
     def __contains__(self, key):
         return self.prefix + key in self._arrays
 
     def get(self, key, shape=None):
-        """The array under `key` (prefix applied) as numpy; records a problem if absent or
-        mis-shaped and returns None."""
+        """The array under `key` (prefix applied) as numpy; records it as missing or
+        mis-shaped and returns None when it cannot be used."""
         full = self.prefix + key
         if full not in self._arrays:
-            self.problems.append(f"missing key {full!r}")
+            self.missing[full] = self.module
             return None
         self.used.add(full)
         value = self._arrays[full]
@@ -54,38 +62,72 @@ class StateDict:
             value = value.detach().cpu().numpy()
         value = np.asarray(value)
         if shape is not None and tuple(value.shape) != tuple(shape):
-            self.problems.append(
-                f"key {full!r} has shape {tuple(value.shape)}, expected {tuple(shape)}"
-            )
+            self.mismatched[full] = (self.module, tuple(value.shape), tuple(shape))
             return None
+        self.loaded[full] = self.module
         return value
 
     def assign(self, variable, value):
-        """Queues `value` for `variable`; nothing is written unless the whole dict fits."""
+        """Queues `value` for `variable`; nothing is written before `finish`."""
         if value is not None:
             self.pending.append((variable, value))
 
-    def child(self, prefix):
-        """A view with a longer prefix that shares the bookkeeping."""
+    def child(self, prefix, module=None):
+        """A view with a longer prefix that shares the bookkeeping; `module` names the keys it
+        reads in reports (default: the parent's module)."""
         view = StateDict.__new__(StateDict)
         view.__dict__ = dict(self.__dict__)
         view.prefix = self.prefix + prefix
+        if module is not None:
+            view.module = module
+            self.prefixes[module] = view.prefix
         return view
 
-    def finish(self, what):
-        extra = sorted(
+    def report(self, unmapped_layers=()):
+        """What a load would do now, as a `LoadReport`."""
+        unexpected = [
             k
             for k in self._arrays
             if k not in self.used and not k.endswith(self.ignorable_suffixes)
+        ]
+        module_of = dict(self.loaded)
+        module_of.update(self.missing)
+        module_of.update({k: m for k, (m, _, _) in self.mismatched.items()})
+        module_of.update({k: self._module_of_unexpected(k) for k in unexpected})
+        return LoadReport(
+            loaded=tuple(self.loaded),
+            skipped=tuple(unexpected),
+            missing=tuple(self.missing),
+            mismatched=tuple((k, got, want) for k, (_, got, want) in self.mismatched.items()),
+            unmapped_layers=tuple(unmapped_layers),
+            module_of=module_of,
         )
-        problems = list(self.problems) + [f"unexpected key {k!r}" for k in extra]
-        if problems:
+
+    def _module_of_unexpected(self, key):
+        owners = [m for m, p in self.prefixes.items() if p and key.startswith(p)]
+        if owners:
+            return max(owners, key=lambda m: len(self.prefixes[m]))
+        return key.rsplit(".", 1)[0] if "." in key else self.module
+
+    def finish(self, what, strict=True, unmapped_layers=()):
+        """Writes the queued values and returns the `LoadReport`.
+
+        Strict: refuses (ValueError, nothing written) unless every key fits. Not strict: writes
+        every tensor that fits; refuses only when none does, which usually means a key prefix
+        (`module.`, `backbone.`) that the model does not have.
+        """
+        report = self.report(unmapped_layers)
+        if strict and not report.fits:
+            raise ValueError(report.error_message(what, len(self._arrays)))
+        if not strict and not report.loaded and (report.skipped or report.mismatched):
             raise ValueError(
-                f"The state dict does not fit {what}: " + "; ".join(problems) + ". "
-                f"Received: state_dict keys={sorted(self._arrays)}"
+                f"No tensor of the state dict fits {what}; is there a key prefix the model does "
+                f"not have?{report.problem_lines()}\n"
+                f"Received: state_dict=<{len(self._arrays)} keys>"
             )
         for variable, value in self.pending:
             variable.assign(np.asarray(value, dtype=variable.dtype))
+        return report
 
 
 def load_batch_norm(bn, state):
