@@ -30,7 +30,7 @@ from keras_recalib import convert, data, export, inspect, layers, models
 from keras_recalib._factory import available, get
 from keras_recalib.layers import *  # noqa: F403
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written; setup.cfg reads it
 
 __all__ = [
     "available",
