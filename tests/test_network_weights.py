@@ -147,7 +147,7 @@ def test_layers_without_a_mapping_are_listed():
 
 
 def torch_resnet(depth, rclb=None, num_classes=10):
-    """torchvision's ResNet (v1.5), written here, with the official SRM code's `rclb` slot."""
+    """The reference torchvision ResNet (v1.5) with random statistics and affine parameters."""
     torch = pytest.importorskip("torch")
     from references.torch_modules import ResNet
 
