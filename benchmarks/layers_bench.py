@@ -1,8 +1,17 @@
 """Per-layer timings: every `keras_recalib` layer, the `x * g` floor and the seed's SRM in
 TensorFlow (graph mode and XLA), and the official PyTorch SRM and SE (eager and compiled)."""
 
+import os
+import sys
+
 import numpy as np
 from _common import interleaved, summary
+
+# The PyTorch modules timed here are the references the parity tests check against the layers
+# (tests/references/torch_modules.py), so a timed module is a verified one.
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
 
 # ResNet-50's four stage outputs: (height = width, channels).
 STAGES = ((56, 256), (28, 512), (14, 1024), (7, 2048))
@@ -85,7 +94,17 @@ def _bind(fn, direction, x, dy):
 def torch_group(shape, direction, compile_modules=True, seed=0):
     """(name -> callable, name -> error) for PyTorch's floor, SRM and SE at one stage shape."""
     import torch
-    from torch_modules import Floor, SELayer, SRMLayer
+    from references.torch_modules import SELayer, SRMLayer
+
+    class Floor(torch.nn.Module):
+        """`x * g` with a per-(batch, channel) g: PyTorch's own floor."""
+
+        def __init__(self, batch, channels):
+            super().__init__()
+            self.g = torch.nn.Parameter(torch.rand(batch, channels, 1, 1))
+
+        def forward(self, x):
+            return x * self.g
 
     n, h, w, c = shape
     x_np, dy_np, _ = _tensors(None, shape, seed)

@@ -33,7 +33,7 @@ from keras_recalib._loading import load_model
 from keras_recalib._registry import available, get
 from keras_recalib.layers import *  # noqa: F403
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written; setup.cfg reads it
 
 __all__ = [
     "available",

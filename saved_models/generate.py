@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_recalib as kr  # noqa: E402
 from keras_recalib import export  # noqa: E402
+from keras_recalib._table import format_table  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 CHANNELS = 8
@@ -144,19 +145,29 @@ def generate(name, build, seed):
 
 
 def markdown_table(manifest):
-    lines = [
-        "| artifact | float32 max abs error | int8 cosine | int8 max abs error | fully int8 "
-        "| float32 KiB | int8 KiB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+    """The per-artifact figures as the Markdown table in docs/export.md."""
+    header = [
+        "artifact",
+        "float32 max abs error",
+        "int8 cosine",
+        "int8 max abs error",
+        "fully int8",
+        "float32 KiB",
+        "int8 KiB",
     ]
-    for name, entry in sorted(manifest["artifacts"].items()):
-        fully = "yes" if entry["int8_fully_quantized"] else "no"
-        lines.append(
-            f"| {name} | {entry['float32_max_abs_error']:.1e} | {entry['int8_cosine']:.4f} "
-            f"| {entry['int8_max_abs_error']:.3f} | {fully} "
-            f"| {entry['float32_kib']} | {entry['int8_kib']} |"
-        )
-    return "\n".join(lines)
+    rows = [
+        [
+            name,
+            f"{entry['float32_max_abs_error']:.1e}",
+            f"{entry['int8_cosine']:.4f}",
+            f"{entry['int8_max_abs_error']:.3f}",
+            "yes" if entry["int8_fully_quantized"] else "no",
+            entry["float32_kib"],
+            entry["int8_kib"],
+        ]
+        for name, entry in sorted(manifest["artifacts"].items())
+    ]
+    return format_table(header, rows, markdown=True, align="l" * len(header))
 
 
 def main(argv):

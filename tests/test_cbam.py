@@ -3,53 +3,10 @@
 import numpy as np
 import pytest
 from contract_utils import batch_norm_ops, random_inputs
+from references.numpy_channel import cbam as cbam_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def cbam_reference(x, state, *, pool_types=("avg", "max"), training=False, use_spatial=True):
-    """CBAM on NHWC `x` from an official-layout PyTorch state dict (numpy arrays)."""
-    x = np.asarray(x, np.float64)
-    w1, b1 = state["ChannelGate.mlp.1.weight"], state["ChannelGate.mlp.1.bias"]
-    w2, b2 = state["ChannelGate.mlp.3.weight"], state["ChannelGate.mlp.3.bias"]
-    flat = x.reshape(x.shape[0], -1, x.shape[-1])
-    peak = flat.max(axis=1)
-    pools = {
-        "avg": flat.mean(axis=1),
-        "max": peak,
-        "lp": np.sqrt((flat**2).sum(axis=1)),
-        "lse": peak + np.log(np.exp(flat - peak[:, None, :]).sum(axis=1)),
-    }
-    logits = sum(np.maximum(pools[p] @ w1.T + b1, 0.0) @ w2.T + b2 for p in pool_types)
-    x = x * sigmoid(logits)[:, None, None, :]
-    if not use_spatial:
-        return x
-    # Official ChannelPool: [max; mean] over channels.
-    pooled = np.stack([x.max(axis=-1), x.mean(axis=-1)], axis=-1)
-    weight = state["SpatialGate.spatial.conv.weight"][0]  # (2, k, k)
-    k = weight.shape[-1]
-    pad = (k - 1) // 2
-    padded = np.pad(pooled, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-    height, width = x.shape[1:3]
-    z = sum(
-        weight[c, i, j] * padded[:, i : i + height, j : j + width, c]
-        for c in range(2)
-        for i in range(k)
-        for j in range(k)
-    )
-    gamma, beta = state["SpatialGate.spatial.bn.weight"], state["SpatialGate.spatial.bn.bias"]
-    if training:
-        mean, var = z.mean(), z.var()
-    else:
-        mean = state["SpatialGate.spatial.bn.running_mean"]
-        var = state["SpatialGate.spatial.bn.running_var"]
-    z = (z - mean) / np.sqrt(var + 1e-5) * gamma + beta
-    return x * sigmoid(z)[..., None]
 
 
 def cbam_state(channels, width, k=7, seed=0, use_spatial=True):
@@ -239,62 +196,10 @@ def test_spatial_keys_follow_use_spatial():
 
 
 def torch_cbam(channels, reduction, pool_types, k):
-    """The official CBAM (MODELS/cbam.py) computation, re-written for the test."""
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-    functional = nn.functional
+    from references.torch_modules import CBAM
 
-    class Flatten(nn.Module):
-        def forward(self, x):
-            return x.reshape(x.shape[0], -1)
-
-    class ChannelGate(nn.Module):
-        def __init__(self):
-            super().__init__()
-            width = channels // reduction
-            self.mlp = nn.Sequential(
-                Flatten(), nn.Linear(channels, width), nn.ReLU(), nn.Linear(width, channels)
-            )
-
-        def forward(self, x):
-            size = x.shape[2:]
-            pools = {
-                "avg": lambda: functional.avg_pool2d(x, size, stride=size),
-                "max": lambda: functional.max_pool2d(x, size, stride=size),
-                "lp": lambda: functional.lp_pool2d(x, 2, size, stride=size),
-                "lse": lambda: torch.logsumexp(x.flatten(2), dim=2, keepdim=True),
-            }
-            total = sum(self.mlp(pools[p]()) for p in pool_types)
-            return x * torch.sigmoid(total)[:, :, None, None]
-
-    class BasicConv(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(2, 1, k, padding=(k - 1) // 2, bias=False)
-            self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, affine=True)
-
-        def forward(self, x):
-            return self.bn(self.conv(x))
-
-    class SpatialGate(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.spatial = BasicConv()
-
-        def forward(self, x):
-            pooled = torch.cat([x.max(dim=1, keepdim=True)[0], x.mean(dim=1, keepdim=True)], 1)
-            return x * torch.sigmoid(self.spatial(pooled))
-
-    class CBAM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ChannelGate = ChannelGate()
-            self.SpatialGate = SpatialGate()
-
-        def forward(self, x):
-            return self.SpatialGate(self.ChannelGate(x))
-
-    return torch, CBAM()
+    return torch, CBAM(channels, reduction, pool_types, k)
 
 
 @pytest.mark.parametrize(

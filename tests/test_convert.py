@@ -107,38 +107,10 @@ def test_unbuilt_and_unsupported_layers_are_refused():
 def torch_srm(channels, variant, epsilon):
     """The official SRMLayer's computation (variant "official") or the seeds' Conv1d one."""
     torch = pytest.importorskip("torch")
-    nn = torch.nn
+    from references.torch_modules import SeedSRM, SRMLayer
 
-    class OfficialSRM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.cfc = nn.Parameter(torch.zeros(channels, 2))
-            self.bn = nn.BatchNorm2d(channels)
-
-        def forward(self, x):
-            n, c = x.shape[:2]
-            flat = x.reshape(n, c, -1)
-            if epsilon:
-                std = (flat.var(dim=2) + epsilon).sqrt()
-            else:
-                std = flat.std(dim=2)
-            t = torch.stack((flat.mean(dim=2), std), dim=2)
-            z = (t * self.cfc[None]).sum(dim=2)[:, :, None, None]
-            return x * torch.sigmoid(self.bn(z))
-
-    class SeedSRM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.cfc = nn.Conv1d(channels, channels, kernel_size=2, bias=False, groups=channels)
-            self.bn = nn.BatchNorm1d(channels)
-
-        def forward(self, x):
-            n, c = x.shape[:2]
-            flat = x.reshape(n, c, -1)
-            u = torch.cat((flat.mean(-1, keepdim=True), flat.std(-1, keepdim=True)), -1)
-            return x * torch.sigmoid(self.bn(self.cfc(u))).reshape(n, c, 1, 1)
-
-    return torch, (OfficialSRM if variant == "official" else SeedSRM)()
+    module = SRMLayer(channels, eps=epsilon) if variant == "official" else SeedSRM(channels)
+    return torch, module
 
 
 @pytest.mark.parametrize("variant,epsilon", [("official", 1e-5), ("official", 0.0), ("seed", 0.0)])

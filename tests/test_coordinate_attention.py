@@ -4,43 +4,10 @@ import keras
 import numpy as np
 import pytest
 from contract_utils import random_inputs
+from references.numpy_spatial import coordinate_attention as ca_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-# --- an independent NumPy reference, NCHW like the official `CoordAtt` -----------------------
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _h_swish(z):
-    return z * np.clip(z + 3.0, 0.0, 6.0) / 6.0
-
-
-def ca_reference(x_nhwc, weights, *, training, eps=1e-5):
-    """`weights` in PyTorch layout: conv weights (out, in) of the 1x1 kernels, biases, BN."""
-    x = np.asarray(x_nhwc, np.float64).transpose(0, 3, 1, 2)
-    _, _, h, _ = x.shape
-    # pool_h keeps H (mean over W); pool_w keeps W; both strips concatenated along dim 2.
-    y = np.concatenate([x.mean(axis=3), x.mean(axis=2)], axis=2)  # (n, c, h + w)
-    y = np.einsum("mc,ncl->nml", weights["conv1.weight"], y) + weights["conv1.bias"][:, None]
-    if training:
-        mean, var = y.mean(axis=(0, 2)), y.var(axis=(0, 2))
-    else:
-        mean, var = weights["bn1.running_mean"], weights["bn1.running_var"]
-    y = (y - mean[:, None]) / np.sqrt(var[:, None] + eps)
-    y = _h_swish(y * weights["bn1.weight"][:, None] + weights["bn1.bias"][:, None])
-    y_h, y_w = y[:, :, :h], y[:, :, h:]
-    a_h = _sigmoid(
-        np.einsum("cm,nml->ncl", weights["conv_h.weight"], y_h) + weights["conv_h.bias"][:, None]
-    )
-    a_w = _sigmoid(
-        np.einsum("cm,nml->ncl", weights["conv_w.weight"], y_w) + weights["conv_w.bias"][:, None]
-    )
-    out = x * a_w[:, :, None, :] * a_h[:, :, :, None]
-    return out.transpose(0, 2, 3, 1)
 
 
 def random_state(channels, mip, seed=0):
@@ -170,32 +137,10 @@ def test_loader_reports_missing_and_misshaped_keys():
 
 
 def torch_coord_att(channels, names):
-    """The official `CoordAtt` forward, with coordatt.py's or mbv2_ca.py's gate names."""
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-    name_h, name_w = names
+    from references.torch_modules import CoordAtt
 
-    class CoordAtt(nn.Module):
-        def __init__(self, reduction=32):
-            super().__init__()
-            mip = max(8, channels // reduction)
-            self.conv1 = nn.Conv2d(channels, mip, 1)
-            self.bn1 = nn.BatchNorm2d(mip)
-            setattr(self, name_h, nn.Conv2d(mip, channels, 1))
-            setattr(self, name_w, nn.Conv2d(mip, channels, 1))
-
-        def forward(self, x):
-            _, _, h, w = x.shape
-            x_h = nn.functional.adaptive_avg_pool2d(x, (None, 1))
-            x_w = nn.functional.adaptive_avg_pool2d(x, (1, None)).permute(0, 1, 3, 2)
-            y = self.bn1(self.conv1(torch.cat([x_h, x_w], dim=2)))
-            y = y * nn.functional.relu6(y + 3) / 6
-            y_h, y_w = torch.split(y, [h, w], dim=2)
-            a_h = getattr(self, name_h)(y_h).sigmoid()
-            a_w = getattr(self, name_w)(y_w.permute(0, 1, 3, 2)).sigmoid()
-            return x * a_w * a_h
-
-    return torch, CoordAtt()
+    return torch, CoordAtt(channels, names=names)
 
 
 @pytest.mark.parametrize("names", [("conv_h", "conv_w"), ("conv2", "conv3")])

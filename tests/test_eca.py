@@ -3,22 +3,11 @@
 import numpy as np
 import pytest
 from contract_utils import random_inputs
+from references.numpy_channel import eca as eca_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
 from keras_recalib.layers.eca import adaptive_kernel_size
-
-
-def eca_reference(x, weight):
-    """ECA on NHWC `x`; `weight` is the official Conv1d's (k,) taps (a cross-correlation)."""
-    x = np.asarray(x, np.float64)
-    k = len(weight)
-    pad = (k - 1) // 2
-    pooled = x.mean(axis=(1, 2))
-    padded = np.pad(pooled, [(0, 0), (pad, pad)])
-    channels = x.shape[-1]
-    mixed = sum(weight[j] * padded[:, j : j + channels] for j in range(k))
-    return x / (1.0 + np.exp(-mixed))[:, None, None, :]
 
 
 @pytest.mark.parametrize(
@@ -132,23 +121,11 @@ def test_wrong_kernel_size_is_reported():
 @pytest.mark.parametrize("train", [False, True])
 def test_matches_pytorch(train):
     torch = pytest.importorskip("torch")
-    nn = torch.nn
+    from references.torch_modules import ECALayer
+
     channels, k = 10, 5
-
-    class EcaLayer(nn.Module):
-        """The official eca_layer: a Conv1d over the channel means."""
-
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
-
-        def forward(self, x):
-            y = nn.functional.adaptive_avg_pool2d(x, 1)  # (batch, channels, 1, 1)
-            y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-            return x * torch.sigmoid(y)
-
     torch.manual_seed(0)
-    module = EcaLayer().train(train)
+    module = ECALayer(k).train(train)
     state = {k_: v.detach().numpy() for k_, v in module.state_dict().items()}
     layer = kr.EfficientChannelAttention(kernel_size=k)
     layer.build((None, None, None, channels))

@@ -4,91 +4,11 @@ import keras
 import numpy as np
 import pytest
 from contract_utils import random_inputs
+from references.numpy_channel import gather_excite as ge_reference
+from references.numpy_common import sigmoid
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-EPS = 1e-5
-
-
-# --- NumPy reference -----------------------------------------------------------------------------
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def average_pool(x, e):
-    """avg_pool2d(kernel 2e-1, stride e, padding e-1), padded positions not counted."""
-    _, h, w, _ = x.shape
-    k, p = 2 * e - 1, e - 1
-    out = np.zeros((x.shape[0], (h - 1) // e + 1, (w - 1) // e + 1, x.shape[3]))
-    for i in range(out.shape[1]):
-        for j in range(out.shape[2]):
-            r0, c0 = i * e - p, j * e - p
-            window = x[:, max(r0, 0) : min(r0 + k, h), max(c0, 0) : min(c0 + k, w)]
-            out[:, i, j] = window.mean(axis=(1, 2))
-    return out
-
-
-def depthwise(x, kernel, stride, pad):
-    """Depthwise cross-correlation of NHWC `x` with a (kh, kw, C) kernel."""
-    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    kh, kw, _ = kernel.shape
-    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
-    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    for i in range(oh):
-        for j in range(ow):
-            patch = x[:, i * stride : i * stride + kh, j * stride : j * stride + kw]
-            out[:, i, j] = (patch * kernel).sum(axis=(1, 2))
-    return out
-
-
-def batch_norm(z, bn, training):
-    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in bn.weights)
-    if training:
-        mean, var = z.mean(axis=(0, 1, 2)), z.var(axis=(0, 1, 2))
-    return (z - mean) / np.sqrt(var + EPS) * gamma + beta
-
-
-def nearest(g, h, w):
-    """PyTorch's nearest interpolation: source index floor(dst * in / out)."""
-    rows = np.arange(h) * g.shape[1] // h
-    cols = np.arange(w) * g.shape[2] // w
-    return g[:, rows][:, :, cols]
-
-
-def dense(z, kernel, bias):
-    """A fully connected layer at every position (a 1x1 convolution)."""
-    return z @ np.asarray(kernel, np.float64) + np.asarray(bias, np.float64)
-
-
-def ge_reference(layer, x, training):
-    """GE on NHWC `x` with the weights held by `layer` (read, not computed, from it)."""
-    x = np.asarray(x, np.float64)
-    _, h, w, _ = x.shape
-    if not layer.parametric:
-        g = (
-            x.mean(axis=(1, 2), keepdims=True)
-            if layer.extent == "global"
-            else average_pool(x, layer.extent)
-        )
-    else:
-        g = x
-        n = len(layer.gather_convs)
-        for i, (conv, bn) in enumerate(zip(layer.gather_convs, layer.gather_bns, strict=True)):
-            kernel = np.asarray(conv.kernel, np.float64)[..., 0]
-            if layer.extent == "global":
-                g = depthwise(g, kernel, 1, 0)
-            else:
-                g = depthwise(g, kernel, 2, 1)
-            g = batch_norm(g, bn, training)
-            if i < n - 1 or layer.use_mlp:
-                g = np.maximum(g, 0)
-    if layer.use_mlp:
-        hidden = np.maximum(dense(g, layer.fc1_kernel, layer.fc1_bias), 0)
-        g = dense(hidden, layer.fc2_kernel, layer.fc2_bias)
-    return x * nearest(sigmoid(g), h, w)
 
 
 def randomised(layer, shape, seed=0):
@@ -237,58 +157,7 @@ def test_active_arguments_are_accepted():
 
 def torch_modules():
     torch = pytest.importorskip("torch")
-    nn, F = torch.nn, torch.nn.functional
-
-    class SRMRepoGELayer(nn.Module):
-        """hyunjaelee410/style-based-recalibration-module GELayer (kernel = feature size)."""
-
-        def __init__(self, channels, size):
-            super().__init__()
-            self.conv = nn.Sequential(
-                nn.Conv2d(channels, channels, kernel_size=size, groups=channels),
-                nn.BatchNorm2d(channels),
-            )
-
-        def forward(self, x):
-            return x * torch.sigmoid(self.conv(x))
-
-    class Mlp(nn.Module):
-        def __init__(self, channels, hidden):
-            super().__init__()
-            self.fc1 = nn.Conv2d(channels, hidden, 1)
-            self.fc2 = nn.Conv2d(hidden, channels, 1)
-
-        def forward(self, x):
-            return self.fc2(F.relu(self.fc1(x)))
-
-    class LocalGE(nn.Module):
-        """Extent-e GE (timm's gather; official GEPP ReLU before the MLP)."""
-
-        def __init__(self, channels, extent, parametric, hidden=None):
-            super().__init__()
-            self.extent, self.parametric = extent, parametric
-            if parametric:
-                self.gather = nn.Sequential()
-                n = int(np.log2(extent))
-                for i in range(n):
-                    self.gather.add_module(
-                        f"conv{i + 1}",
-                        nn.Conv2d(channels, channels, 3, 2, 1, groups=channels, bias=False),
-                    )
-                    self.gather.add_module(f"norm{i + 1}", nn.BatchNorm2d(channels))
-                    if i < n - 1 or hidden:  # no ReLU after the last BN unless an MLP follows
-                        self.gather.add_module(f"act{i + 1}", nn.ReLU())
-            self.mlp = Mlp(channels, hidden) if hidden else None
-
-        def forward(self, x):
-            if self.parametric:
-                g = self.gather(x)
-            else:
-                e = self.extent
-                g = F.avg_pool2d(x, 2 * e - 1, e, e - 1, count_include_pad=False)
-            if self.mlp is not None:
-                g = self.mlp(g)
-            return x * torch.sigmoid(F.interpolate(g, size=x.shape[-2:]))
+    from references.torch_modules import LocalGE, SRMRepoGELayer
 
     return torch, SRMRepoGELayer, LocalGE
 

@@ -276,113 +276,12 @@ def test_strict_must_be_a_bool(srm_resnet18):
 
 
 def torch_resnet(depth, rclb=None, num_classes=10):
-    """torchvision's ResNet (v1.5), written here, with the official SRM code's `rclb` slot."""
+    """The reference torchvision ResNet (v1.5) with random statistics and affine parameters."""
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-
-    class SRM(nn.Module):  # official SRMLayer: torch.std (unbiased, no epsilon)
-        def __init__(self, channels):
-            super().__init__()
-            self.cfc = nn.Parameter(torch.zeros(channels, 2))
-            self.bn = nn.BatchNorm2d(channels)
-
-        def forward(self, x):
-            n, c = x.shape[:2]
-            flat = x.reshape(n, c, -1)
-            t = torch.stack((flat.mean(2), flat.std(2)), dim=2)
-            z = (t * self.cfc[None]).sum(2)[:, :, None, None]
-            return x * torch.sigmoid(self.bn(z))
-
-    class SE(nn.Module):  # the official SRM repository's SELayer
-        def __init__(self, channels, reduction=16):
-            super().__init__()
-            self.fc = nn.Sequential(
-                nn.Linear(channels, channels // reduction),
-                nn.ReLU(),
-                nn.Linear(channels // reduction, channels),
-            )
-
-        def forward(self, x):
-            gate = torch.sigmoid(self.fc(x.mean((2, 3))))
-            return x * gate[:, :, None, None]
-
-    modules = {None: None, "srm": SRM, "se": SE}
-
-    class Basic(nn.Module):
-        expansion = 1
-
-        def __init__(self, cin, width, stride, downsample):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.downsample = downsample
-            self.rclb = modules[rclb](width) if rclb else None
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            if self.rclb is not None:
-                out = self.rclb(out)
-            shortcut = x if self.downsample is None else self.downsample(x)
-            return torch.relu(out + shortcut)
-
-    class Bottleneck(nn.Module):
-        expansion = 4
-
-        def __init__(self, cin, width, stride, downsample):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
-            self.bn3 = nn.BatchNorm2d(width * 4)
-            self.downsample = downsample
-            self.rclb = modules[rclb](width * 4) if rclb else None
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = torch.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            if self.rclb is not None:
-                out = self.rclb(out)
-            shortcut = x if self.downsample is None else self.downsample(x)
-            return torch.relu(out + shortcut)
-
-    block, counts = {18: (Basic, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}[depth]
-
-    class ResNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            cin = 64
-            widths = (64, 128, 256, 512)
-            for stage, (count, width) in enumerate(zip(counts, widths, strict=True), 1):
-                blocks = []
-                for index in range(count):
-                    stride = 2 if stage > 1 and index == 0 else 1
-                    downsample = None
-                    if stride != 1 or cin != width * block.expansion:
-                        downsample = nn.Sequential(
-                            nn.Conv2d(cin, width * block.expansion, 1, stride, bias=False),
-                            nn.BatchNorm2d(width * block.expansion),
-                        )
-                    blocks.append(block(cin, width, stride, downsample))
-                    cin = width * block.expansion
-                setattr(self, f"layer{stage}", nn.Sequential(*blocks))
-            self.fc = nn.Linear(cin, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(x.mean((2, 3)))
+    from references.torch_modules import ResNet
 
     torch.manual_seed(depth)
-    model = ResNet()
+    model = ResNet(depth, rclb, num_classes)
     # Random statistics and affine parameters everywhere (the defaults would hide mistakes).
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():

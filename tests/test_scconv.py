@@ -5,77 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from contract_utils import random_inputs
+from references.numpy_scconv import scconv as np_scconv
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
 from keras_recalib.ops import nearest_indices
-
-# --- an independent NumPy reference (NHWC, float64) --------------------------------------------
-
-
-def np_conv3x3(x, kernel, stride):
-    """PyTorch's Conv2d(3, stride, padding=1, bias=False); kernel in torch layout (O, I, 3, 3)."""
-    b, h, w, _ = x.shape
-    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
-    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
-    out = np.zeros((b, oh, ow, kernel.shape[0]))
-    for i in range(3):
-        for j in range(3):
-            patch = padded[:, i : i + stride * oh : stride, j : j + stride * ow : stride, :]
-            out += patch @ kernel[:, :, i, j].T
-    return out
-
-
-def np_batch_norm(z, bn, training, eps=1e-5):
-    gamma, beta, mean, var = bn
-    if training:
-        mean, var = z.mean(axis=(0, 1, 2)), z.var(axis=(0, 1, 2))
-    return (z - mean) / np.sqrt(var + eps) * gamma + beta
-
-
-def np_avg_pool(x, r):
-    """Floor-mode pooling, kernel = stride = r; a window longer than the map shrinks to it."""
-    b, h, w, c = x.shape
-    kh, kw = min(r, h), min(r, w)
-    ph, pw = h // kh, w // kw
-    out = np.zeros((b, ph, pw, c))
-    for i in range(ph):
-        for j in range(pw):
-            out[:, i, j] = x[:, i * kh : (i + 1) * kh, j * kw : (j + 1) * kw].mean(axis=(1, 2))
-    return out
-
-
-def np_resize(x, height, width, mode):
-    def axis_weights(n_in, n_out):
-        m = np.zeros((n_out, n_in))
-        for d in range(n_out):
-            if mode == "nearest":
-                m[d, min(d * n_in // n_out, n_in - 1)] = 1.0
-            else:
-                src = max((d + 0.5) * n_in / n_out - 0.5, 0.0)
-                i0 = min(int(np.floor(src)), n_in - 1)
-                i1 = min(i0 + 1, n_in - 1)
-                m[d, i0] += 1.0 - (src - i0)
-                m[d, i1] += src - i0
-        return m
-
-    mh, mw = axis_weights(x.shape[1], height), axis_weights(x.shape[2], width)
-    return np.einsum("ph,bhwc,qw->bpqc", mh, x, mw)
-
-
-def np_scconv(x, weights, *, training, pooling_r=4, stride=1, mode="nearest"):
-    """The seed's SCConv on NHWC `x`; `weights[k]` = (torch conv weight, (g, b, mean, var))."""
-    x = np.asarray(x, np.float64)
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-
-    def k(name, t, s=1):
-        kernel, bn = weights[name]
-        return np_batch_norm(np_conv3x3(t, kernel, s), bn, training)
-
-    up = np_resize(k("k2", np_avg_pool(x1, pooling_r)), x1.shape[1], x1.shape[2], mode)
-    calibrated = k("k3", x1) / (1.0 + np.exp(-(x1 + up)))
-    return np.concatenate([k("k4", calibrated, stride), k("k1", x2, stride)], axis=-1)
 
 
 def random_weights(channels, filters=None, seed=0):
@@ -262,34 +196,10 @@ def test_loader_reports_wrong_keys():
 
 
 def torch_scconv(channels, filters=None, pooling_r=4, stride=1, mode="nearest"):
-    """The seed's SCConv; `stride` on k1 and k4 and `filters` as the official code's planes."""
     torch = pytest.importorskip("torch")
-    nn, functional = torch.nn, torch.nn.functional
-    half, out_half = channels // 2, (filters or channels) // 2
+    from references.torch_modules import SCConv
 
-    def conv_bn(cin, cout, s=1):
-        return [nn.Conv2d(cin, cout, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(cout)]
-
-    class SCConv(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.k1 = nn.Sequential(*conv_bn(half, out_half, stride))
-            self.k2 = nn.Sequential(nn.AvgPool2d(pooling_r, pooling_r), *conv_bn(half, half))
-            self.k3 = nn.Sequential(*conv_bn(half, half))
-            self.k4 = nn.Sequential(*conv_bn(half, out_half, stride))
-
-        def forward(self, x):
-            x1, x2 = x.chunk(2, dim=1)
-            if mode == "nearest":
-                up = functional.interpolate(self.k2(x1), x1.size()[2:])
-            else:
-                up = functional.interpolate(
-                    self.k2(x1), x1.size()[2:], mode="bilinear", align_corners=False
-                )
-            out = torch.mul(self.k3(x1), torch.sigmoid(torch.add(x1, up)))
-            return torch.cat([self.k4(out), self.k1(x2)], dim=1)
-
-    return torch, SCConv()
+    return torch, SCConv(channels, filters, pooling_r, stride, mode)
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])

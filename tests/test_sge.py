@@ -3,28 +3,10 @@
 import numpy as np
 import pytest
 from contract_utils import random_inputs
+from references.numpy_spatial import sge as sge_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-
-def sge_reference(x, weight, bias, groups):
-    """SGE on NHWC `x`, from the official forward: per group, position-wise similarity to the
-    group's mean feature, normalised over positions (unbiased std + 1e-5), affine, sigmoid."""
-    x = np.asarray(x, np.float64)
-    b, h, w, c = x.shape
-    out = np.empty_like(x)
-    size = c // groups
-    for g in range(groups):
-        part = x[..., g * size : (g + 1) * size].reshape(b, h * w, size)
-        sim = (part * part.mean(axis=1, keepdims=True)).sum(axis=-1)  # (b, hw)
-        t = sim - sim.mean(axis=1, keepdims=True)
-        n = h * w
-        std = np.sqrt((t**2).sum(axis=1, keepdims=True) / (n - 1)) if n > 1 else np.zeros((b, 1))
-        t = t / (std + 1e-5) * weight[g] + bias[g]
-        gate = 1.0 / (1.0 + np.exp(-t))
-        out[..., g * size : (g + 1) * size] = (part * gate[..., None]).reshape(b, h, w, size)
-    return out
 
 
 def sge_with_weights(channels, groups, seed=0, **kwargs):
@@ -82,27 +64,9 @@ def test_factory_name_and_parameter_count():
 
 def torch_sge(groups):
     torch = pytest.importorskip("torch")
-    nn = torch.nn
+    from references.torch_modules import SpatialGroupEnhance
 
-    class OfficialSGE(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.groups = groups
-            self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
-            self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
-
-        def forward(self, x):
-            b, c, h, w = x.shape
-            x = x.reshape(b * self.groups, -1, h, w)
-            xn = (x * x.mean(dim=(2, 3), keepdim=True)).sum(dim=1, keepdim=True)
-            t = xn.reshape(b * self.groups, -1)
-            t = t - t.mean(dim=1, keepdim=True)
-            t = t / (t.std(dim=1, keepdim=True) + 1e-5)
-            t = t.reshape(b, self.groups, h, w) * self.weight + self.bias
-            x = x * torch.sigmoid(t.reshape(b * self.groups, 1, h, w))
-            return x.reshape(b, c, h, w)
-
-    return torch, OfficialSGE()
+    return torch, SpatialGroupEnhance(groups)
 
 
 @pytest.mark.parametrize("groups", [2, 4])

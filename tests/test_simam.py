@@ -3,19 +3,10 @@
 import numpy as np
 import pytest
 from contract_utils import random_inputs, value_and_gradients
+from references.numpy_spatial import simam as simam_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-
-def simam_reference(x, e_lambda):
-    """The paper's closed-form energy on NHWC `x` (n = HW - 1, clamped to 1 on 1x1 maps)."""
-    x = np.asarray(x, np.float64)
-    _, h, w, _ = x.shape
-    n = max(h * w - 1, 1)
-    d = (x - x.mean(axis=(1, 2), keepdims=True)) ** 2
-    y = d / (4 * (d.sum(axis=(1, 2), keepdims=True) / n + e_lambda)) + 0.5
-    return x / (1 + np.exp(-y))
 
 
 @pytest.mark.parametrize("e_lambda", [1e-4, 0.1])
@@ -67,14 +58,9 @@ def test_load_torch_weights_accepts_only_an_empty_state_dict():
 
 def test_matches_pytorch():
     torch = pytest.importorskip("torch")
+    from references.torch_modules import SimAM
 
-    def official(x, e_lambda=1e-4):
-        # ZjjConan/SimAM simam_module.forward.
-        n = x.shape[2] * x.shape[3] - 1
-        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
-        y = d / (4 * (d.sum(dim=[2, 3], keepdim=True) / n + e_lambda)) + 0.5
-        return x * torch.sigmoid(y)
-
+    official = SimAM(e_lambda=1e-4)
     x = random_inputs((3, 5, 7, 4), seed=6)
     expected = official(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(kr.SimAM()(x), expected, rtol=1e-5, atol=1e-6)

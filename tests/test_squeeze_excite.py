@@ -4,18 +4,10 @@ import keras
 import numpy as np
 import pytest
 from contract_utils import random_inputs
+from references.numpy_channel import se as se_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-
-def se_reference(x, w1, b1, w2, b2):
-    """SE on NHWC `x` with PyTorch-layout Linear weights (out, in)."""
-    x = np.asarray(x, np.float64)
-    pooled = x.mean(axis=(1, 2))
-    hidden = np.maximum(pooled @ w1.T + b1, 0.0)
-    gate = 1.0 / (1.0 + np.exp(-(hidden @ w2.T + b2)))
-    return x * gate[:, None, None, :]
 
 
 def torch_state(channels, width, seed=0):
@@ -129,23 +121,10 @@ def test_wrong_width_is_reported():
 @pytest.mark.parametrize("train", [False, True])
 def test_matches_pytorch(train):
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-    channels, width = 12, 3
+    from references.torch_modules import SELayer
 
-    class SELayer(nn.Module):
-        """The SRM repository's SELayer."""
-
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Sequential(
-                nn.Linear(channels, width), nn.ReLU(inplace=True), nn.Linear(width, channels)
-            )
-
-        def forward(self, x):
-            gate = self.fc(x.mean(dim=(2, 3)))
-            return x * torch.sigmoid(gate)[:, :, None, None]
-
-    module = SELayer().train(train)
+    channels = 12
+    module = SELayer(channels, reduction=4).train(train)
     state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
     layer = load_torch_weights(built_se(channels, reduction=4), state)
     x = random_inputs((3, 5, 4, channels), seed=2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from contract_utils import batch_norm_ops, random_inputs
-from numpy_reference import srm as srm_reference
+from references.numpy_srm import srm as srm_reference
 
 import keras_recalib as kr
 

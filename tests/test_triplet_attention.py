@@ -4,51 +4,10 @@ import keras
 import numpy as np
 import pytest
 from contract_utils import random_inputs
+from references.numpy_spatial import triplet_attention as triplet_reference
 
 import keras_recalib as kr
 from keras_recalib.convert import load_torch_weights
-
-# --- an independent NumPy reference, NCHW with the official permutations ---------------------
-
-
-def _conv2d_one_out(t, kernel):
-    """Cross-correlation of (n, 2, p, q) with a (2, k, k) kernel, zero padding (k - 1) // 2."""
-    k = kernel.shape[-1]
-    pad = (k - 1) // 2
-    padded = np.pad(t, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    p, q = t.shape[2:]
-    out = np.zeros((t.shape[0], p, q))
-    for i in range(k):
-        for j in range(k):
-            out += np.einsum("c,ncpq->npq", kernel[:, i, j], padded[:, :, i : i + p, j : j + q])
-    return out[:, None]
-
-
-def _attention_gate(t, weights, training, eps=1e-5):
-    """The official AttentionGate on an (n, a, p, q) tensor: Z-pool over a, conv, BN, sigmoid."""
-    z = np.concatenate([t.max(axis=1, keepdims=True), t.mean(axis=1, keepdims=True)], axis=1)
-    z = _conv2d_one_out(z, weights["conv.weight"][0])
-    if training:
-        mean, var = z.mean(), z.var()
-    else:
-        mean, var = weights["bn.running_mean"][0], weights["bn.running_var"][0]
-    z = (z - mean) / np.sqrt(var + eps) * weights["bn.weight"][0] + weights["bn.bias"][0]
-    return t / (1.0 + np.exp(-z))
-
-
-def triplet_reference(x_nhwc, state, *, training, use_spatial=True):
-    x = np.asarray(x_nhwc, np.float64).transpose(0, 3, 1, 2)
-
-    def branch(name):
-        return {k[len(name) + 6 :]: v for k, v in state.items() if k.startswith(f"{name}.conv.")}
-
-    out1 = _attention_gate(x.transpose(0, 2, 1, 3), branch("cw"), training).transpose(0, 2, 1, 3)
-    out2 = _attention_gate(x.transpose(0, 3, 2, 1), branch("hc"), training).transpose(0, 3, 2, 1)
-    if use_spatial:
-        out = (out1 + out2 + _attention_gate(x, branch("hw"), training)) / 3
-    else:
-        out = (out1 + out2) / 2
-    return out.transpose(0, 2, 3, 1)
 
 
 def random_state(kernel_size, branches=("cw", "hc", "hw"), seed=0):
@@ -190,47 +149,10 @@ def test_loader_refuses_a_spatial_branch_the_layer_lacks():
 
 
 def torch_triplet(kernel_size, no_spatial, layout):
-    """The official TripletAttention forward (root or MODELS/ attribute names)."""
     torch = pytest.importorskip("torch")
-    nn = torch.nn
-    if layout == "root":
-        gates, inner = ("cw", "hc", "hw"), "conv"
-    else:
-        gates, inner = ("ChannelGateH", "ChannelGateW", "SpatialGate"), "spatial"
+    from references.torch_modules import TripletAttention
 
-    class BasicConv(nn.Module):
-        def __init__(self):
-            super().__init__()
-            pad = (kernel_size - 1) // 2
-            self.conv = nn.Conv2d(2, 1, kernel_size, padding=pad, bias=False)
-            self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01)
-
-        def forward(self, x):
-            return self.bn(self.conv(x))
-
-    class Gate(nn.Module):
-        def __init__(self):
-            super().__init__()
-            setattr(self, inner, BasicConv())
-
-        def forward(self, x):
-            z = torch.cat((torch.max(x, 1)[0].unsqueeze(1), torch.mean(x, 1).unsqueeze(1)), 1)
-            return x * torch.sigmoid(getattr(self, inner)(z))
-
-    class Triplet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            for name in gates[: 2 if no_spatial else 3]:
-                setattr(self, name, Gate())
-
-        def forward(self, x):
-            out1 = getattr(self, gates[0])(x.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
-            out2 = getattr(self, gates[1])(x.permute(0, 3, 2, 1)).permute(0, 3, 2, 1)
-            if no_spatial:
-                return 1 / 2 * (out1 + out2)
-            return 1 / 3 * (getattr(self, gates[2])(x) + out1 + out2)
-
-    return torch, Triplet()
+    return torch, TripletAttention(kernel_size, no_spatial, layout)
 
 
 @pytest.mark.parametrize(
