@@ -41,7 +41,7 @@ EXPLANATION = """## How to read these numbers
   0.7-0.9x at 14x14 and 7x7, where fixed per-op costs dominate. SRM must finish a full-map
   statistic before it can multiply, so it costs at least floor + one read; 1.5x leaves no
   room beyond that read.
-- **What SRM computes, per mode** (`keras_recalib/layers/_stats.py`). Graph mode, eager and
+- **What SRM computes, per mode** (`keras_recalib/ops/_tensorflow.py`). Graph mode, eager and
   exported models: the mean and the mean squared deviation as two whole-map average
   poolings (oneDNN), the same two-pass algorithm as `tf.nn.moments`; the squared deviation is
   one full-size temporary, which no exportable TensorFlow op avoids (a single-pass nonlinear
