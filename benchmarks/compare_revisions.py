@@ -3,9 +3,10 @@
 `python benchmarks/compare_revisions.py REV [--stages all]` copies the package as it was at git
 revision REV under another name (`keras_recalib_rev`), builds every layer from both copies with
 the same weights and inputs, and times them in interleaved rounds (graph mode and XLA, forward
-and forward + backward). Each round times old and new back to back, so the per-round ratio
-new / old cancels most of the load that a shared machine adds; the table gives the median
-ratio and its interquartile range over the rounds. A refactoring that should change no speed
+and forward + backward). The measure is the process's CPU time per call (TensorFlow on one
+thread by default), which other processes on a shared machine barely move, where wall time
+can double; each round times old and new back to back, and the table gives the median of the
+per-round ratios new / old with their interquartile range. A refactoring that should change no speed
 (issue 14's seam) should give ratios around 1.
 """
 
@@ -49,7 +50,7 @@ def main(argv=None):
     parser.add_argument("revision", help="git revision to compare against, e.g. HEAD~3")
     parser.add_argument("--stages", default="28,7", help="comma-separated of 56,28,14,7 or all")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--layers", default="", help="comma-separated short names (default all)")
     args = parser.parse_args(argv)
@@ -106,7 +107,7 @@ def main(argv=None):
                         )
                     )
                     print(" ".join(rows[-1]), flush=True)
-    header = ("stage", "layer", "mode", "pass", "new / old (median)", "IQR over rounds")
+    header = ("stage", "layer", "mode", "pass", "new / old CPU time (median)", "IQR")
     print()
     print(format_table(header, rows, markdown=True, align="lllrrr"))
     return 0
@@ -130,6 +131,7 @@ def _call(tf, layer, jit, direction, x, dy):
 def _paired_ratios(calls, repeats):
     import time
 
+    clock = time.process_time
     for call in calls.values():  # tracing, compilation, warm-up
         call()
         call()
@@ -138,9 +140,9 @@ def _paired_ratios(calls, repeats):
         order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
         seconds = {}
         for label in order:
-            start = time.perf_counter()
+            start = clock()
             calls[label]()
-            seconds[label] = time.perf_counter() - start
+            seconds[label] = clock() - start
         ratios.append(seconds["new"] / seconds["old"])
     return ratios
 

@@ -212,7 +212,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
         if not self.parametric:
             if self._global:
-                return ops.spatial_mean(x)[:, None, None, :]
+                return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
             return self._average_pool(x)
         self._check_spatial_size(x)
         for i, (conv, bn) in enumerate(zip(self.gather_convs, self.gather_bns, strict=True)):
