@@ -82,17 +82,18 @@ def _check_opset(opset):
 
 @contextlib.contextmanager
 def _reshape_folds_keep_dimensions():
-    """Stops tf2onnx folding `Reshape(Reshape(x, a), b)` into `Reshape(x, b)` when `b` holds a 0.
+    """Lets tf2onnx fold `Reshape(Reshape(x, a), b)` into `Reshape(x, b)` only when `b` is a
+    constant without a 0.
 
     In an ONNX Reshape (allowzero=0, what tf2onnx writes) a 0 copies that dimension from the
     reshape's own input, so after the fold it copies x's dimension instead of the intermediate
     one: a wrong shape, or wrong numbers where the sizes happen to agree. tf2onnx writes such
     0s for dynamic sizes (its reshape optimizer) and turns transposes that move a size-1 axis
     into reshapes; Triplet Attention's rotated planes, exported with a dynamic spatial size,
-    meet exactly that pattern. Folds without a 0 in `b`, and every other optimization, stay.
-    tf2onnx 1.17 keeps the folds by input op type in `back_to_back_optimizer._func_map`; the
-    guard is installed for one export and removed after it (Keras also patches tf2onnx, for
-    NumPy 2, in `keras.src.export.tf2onnx_lib`).
+    meet exactly that pattern. A computed `b` is not folded either, since it may hold a 0 at
+    run time; every other optimization stays. tf2onnx 1.17 keeps the folds by input op type in
+    `back_to_back_optimizer._func_map`; the guard is installed for one export and removed
+    after it (Keras also patches tf2onnx, for NumPy 2, in `keras.src.export.tf2onnx_lib`).
     """
     from tf2onnx.optimizer import back_to_back_optimizer
 
