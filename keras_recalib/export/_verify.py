@@ -1,5 +1,8 @@
 """Running a `.tflite` file in the LiteRT interpreter and checking it against its Keras model,
-with the rules of its quantization mode (`keras_recalib._quantization`)."""
+with the rules of its quantization mode (`keras_recalib._quantization`).
+
+`VerificationReport` and the comparison helpers (`compare_outputs`, `median_latency_ms`) are
+also what `verify_onnx` reports with: one report for every exported format."""
 
 from __future__ import annotations
 
@@ -81,10 +84,47 @@ def run_tflite(tflite_path: str | os.PathLike, inputs) -> np.ndarray:
     return _run(_interpreter(tflite_path), np.asarray(inputs, np.float32)).astype(np.float32)
 
 
+def compare_outputs(actual, expected) -> tuple[float, float, float | None]:
+    """Max absolute error, cosine similarity and top-1 agreement (for outputs of shape
+    (N, classes), else None) of an exported file's outputs against the Keras model's."""
+    actual = np.asarray(actual, np.float32)
+    expected = np.asarray(expected, np.float32)
+    if actual.shape != expected.shape:
+        raise ValueError(
+            f"The exported file's output has shape {actual.shape}, the Keras model's "
+            f"{expected.shape}: the file does not come from this model."
+        )
+    a, b = actual.ravel().astype(np.float64), expected.ravel().astype(np.float64)
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    cosine = float(a @ b / denominator) if denominator > 0 else float(np.allclose(a, b))
+    top1 = None
+    if expected.ndim == 2 and expected.shape[1] > 1:
+        top1 = float(np.mean(actual.argmax(1) == expected.argmax(1)))
+    return float(np.max(np.abs(actual - expected))), cosine, top1
+
+
+def check_repeats(repeats) -> None:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(
+            f"Argument `repeats` must be a positive int. Received: repeats={repeats!r}"
+        )
+
+
+def median_latency_ms(run, repeats: int) -> float:
+    """The median wall time of `repeats` calls of `run()`, in milliseconds."""
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings) * 1e3)
+
+
 @dataclasses.dataclass
 class VerificationReport:
-    """How a `.tflite` file compares with the Keras model it came from, under the rules of its
-    quantization mode."""
+    """How an exported file (`.tflite`, or `.onnx` with `format="onnx"`) compares with the
+    Keras model it came from, under the rules of its quantization mode (`"none"` for ONNX,
+    which is exported in float32)."""
 
     path: str
     file_size_bytes: int
@@ -97,6 +137,8 @@ class VerificationReport:
     input_dtype: str
     quantization: str
     min_cosine: float
+    format: str = "tflite"
+    opset: int | None = None
 
     @property
     def spec(self) -> QuantizationSpec:
@@ -122,8 +164,9 @@ class VerificationReport:
             float_ops = "- (float activations by design)"
         inside = ", integer inside" if self.spec.integer_inside else ""
         contract = "met" if self.meets_contract else "NOT met"
+        where = self.path if self.format == "tflite" else f"{self.path} (ONNX, opset {self.opset})"
         return [
-            ("file", self.path),
+            ("file", where),
             ("quantization", f"{self.quantization} ({self.spec.summary})"),
             ("size", f"{self.file_size_bytes / 1024:.1f} KiB"),
             ("input dtype", self.input_dtype),
@@ -193,6 +236,7 @@ def verify_tflite(
             "Argument `inputs` must be a non-empty batch of samples. "
             f"Received: inputs=<array of shape {inputs.shape}>"
         )
+    check_repeats(repeats)
     path = pathlib.Path(tflite_path)
     if not path.is_file():
         raise ValueError(f"No such TFLite file. Received: tflite_path={str(path)!r}")
@@ -200,12 +244,7 @@ def verify_tflite(
     expected = np.asarray(model(inputs, training=False), np.float32)
     interpreter = _interpreter(path)
     actual = _run(interpreter, inputs).astype(np.float32)
-    a, b = actual.ravel().astype(np.float64), expected.ravel().astype(np.float64)
-    denominator = np.linalg.norm(a) * np.linalg.norm(b)
-    cosine = float(a @ b / denominator) if denominator > 0 else float(np.allclose(a, b))
-    top1 = None
-    if expected.ndim == 2 and expected.shape[1] > 1:
-        top1 = float(np.mean(actual.argmax(1) == expected.argmax(1)))
+    max_abs_error, cosine, top1 = compare_outputs(actual, expected)
 
     ops = tflite_ops(path)
     counts = {}
@@ -213,20 +252,15 @@ def verify_tflite(
         counts[op.name] = counts.get(op.name, 0) + 1
 
     _run(interpreter, inputs[:1])
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        interpreter.invoke()
-        timings.append(time.perf_counter() - start)
     return VerificationReport(
         path=str(path),
         file_size_bytes=path.stat().st_size,
-        max_abs_error=float(np.max(np.abs(actual - expected))),
+        max_abs_error=max_abs_error,
         cosine_similarity=cosine,
         top1_agreement=top1,
         op_counts=counts,
         float_ops=spec.float_ops_inside(ops),
-        median_latency_ms=float(np.median(timings) * 1e3),
+        median_latency_ms=median_latency_ms(interpreter.invoke, repeats),
         input_dtype=np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
         quantization=spec.name,
         min_cosine=spec.min_cosine,
