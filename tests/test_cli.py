@@ -312,7 +312,7 @@ def test_export_everything_with_verification(tmp_path, capsys):
         "--verify",
     )
     assert code == 0, err
-    assert "[4/4] verifying" in err
+    assert "verifying in the LiteRT interpreter" in err
     assert re.search(r"^export\s+result$", out, re.MULTILINE), out
     # The model's count as PyTorch counts it: SRM adds 2 per channel and its BN's affine pair.
     trainable = 3 * 3 * 3 * 8 + 8 + 8 * 2 + 8 * 2 + 8 * 5 + 5
@@ -323,6 +323,29 @@ def test_export_everything_with_verification(tmp_path, capsys):
     # The SavedModel folder now holds a SavedModel: exporting into it again is allowed.
     code, _, err = run_cli(capsys, "export", tmp_path / "m.keras", "--saved-model", tmp_path / "sm")
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_export_onnx_with_verification(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    small_classifier(12).save(tmp_path / "m.keras")
+    code, out, err = run_cli(
+        capsys,
+        "export",
+        tmp_path / "m.keras",
+        "--onnx",
+        tmp_path / "m.onnx",
+        "--input-shape",
+        "12,12,3",
+        "--verify",
+    )
+    assert code == 0, err
+    assert "verifying in ONNX Runtime" in err
+    assert re.search(r"^contract\s+met", out, re.MULTILINE), out
+    assert (tmp_path / "m.onnx").is_file()
+    code, _, err = run_cli(capsys, "export", tmp_path / "m.keras", "--verify")
+    assert code == 2 and "nothing to do" in error_line(err)
 
 
 def test_export_calibration_from_an_image_folder(tmp_path, capsys):

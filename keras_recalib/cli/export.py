@@ -40,6 +40,12 @@ def add_arguments(parser):
         help="write a .tflite file here (its folder must exist)",
     )
     parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        type=output_file("--onnx"),
+        help="write an .onnx file here (its folder must exist; needs keras_recalib[onnx])",
+    )
+    parser.add_argument(
         "--quantize",
         choices=list(QUANTIZATIONS),
         default="none",
@@ -59,7 +65,9 @@ def add_arguments(parser):
         "--int8-io", action="store_true", help="with int8: integer input and output tensors"
     )
     parser.add_argument(
-        "--verify", action="store_true", help="run the .tflite in LiteRT and compare with Keras"
+        "--verify",
+        action="store_true",
+        help="run the .tflite in LiteRT and the .onnx in ONNX Runtime, and compare with Keras",
     )
 
 
@@ -89,10 +97,10 @@ def _parse_shape(text):
 
 def _check_arguments(args):
     """Every check that needs no model, before the model loads."""
-    if not (args.saved_model or args.tflite):
-        raise CommandError("nothing to do: pass --saved-model DIR and/or --tflite FILE")
-    if args.verify and not args.tflite:
-        raise CommandError("--verify needs --tflite FILE")
+    if not (args.saved_model or args.tflite or args.onnx):
+        raise CommandError("nothing to do: pass --saved-model DIR, --tflite FILE or --onnx FILE")
+    if args.verify and not (args.tflite or args.onnx):
+        raise CommandError("--verify needs --tflite FILE or --onnx FILE")
     spec = QUANTIZATIONS[args.quantize]
     if spec.needs_representative_data and not args.calibration_data:
         raise CommandError(f"--quantize {spec.name} needs --calibration-data DIR_OR_NPZ")
@@ -145,7 +153,16 @@ def run(args):
     else:
         say("[2/4] SavedModel: skipped")
 
-    report = None
+    if args.verify and data is None:
+        if None in data_shape:
+            raise CommandError(
+                "--verify without --calibration-data needs a known input size: "
+                "pass --input-shape H,W,C"
+            )
+        data = np.random.default_rng(0).normal(size=(16, *data_shape)).astype("float32")
+        rows.append(("verify inputs", "16 random normal samples (no calibration data)"))
+
+    reports = []
     if args.tflite:
         say(f"[3/4] converting to TFLite ({args.quantize}) -> {args.tflite}")
         io_type = "int8" if args.int8_io else "float32"
@@ -164,29 +181,36 @@ def run(args):
         except ValueError as error:  # includes TFLiteConversionError (Flex ops)
             raise CommandError(first_line(error)) from None
         if args.verify:
-            say("[4/4] verifying in the LiteRT interpreter")
-            if data is None:
-                if None in data_shape:
-                    raise CommandError(
-                        "--verify without --calibration-data needs a known input size: "
-                        "pass --input-shape H,W,C"
-                    )
-                data = np.random.default_rng(0).normal(size=(16, *data_shape)).astype("float32")
-                rows.append(("verify inputs", "16 random normal samples (no calibration data)"))
+            say("      verifying in the LiteRT interpreter")
             report = export.verify_tflite(model, args.tflite, data[-64:], quantization=spec.name)
+            reports.append((f"the {spec.name} TFLite file", report, spec))
             rows.extend(report.rows())
         else:
-            say("[4/4] verification: skipped (pass --verify)")
             size = pathlib.Path(args.tflite).stat().st_size
             rows.append(("tflite", f"{args.tflite} ({size / 1024:.1f} KiB)"))
     else:
         say("[3/4] TFLite: skipped")
 
+    if args.onnx:
+        say(f"[4/4] exporting ONNX -> {args.onnx}")
+        try:
+            export.export_onnx(model, args.onnx, input_shape=fixed_shape)
+            if args.verify:
+                say("      verifying in ONNX Runtime")
+                report = export.verify_onnx(model, args.onnx, data[-64:])
+                reports.append(("the ONNX file", report, QUANTIZATIONS["none"]))
+                rows.extend(report.rows())
+        except ValueError as error:
+            raise CommandError(first_line(error)) from None
+        if not args.verify:
+            size = pathlib.Path(args.onnx).stat().st_size
+            rows.append(("onnx", f"{args.onnx} ({size / 1024:.1f} KiB)"))
+    else:
+        say("[4/4] ONNX: skipped")
+
     print(format_table(("export", "result"), rows, align="ll"))
-    if report is not None and not report.meets_contract:
-        say(
-            f"error: the {spec.name} file does not meet its contract (cosine >= "
-            f"{spec.min_cosine}" + (", integer ops inside" if spec.integer_inside else "") + ")"
-        )
-        return 1
-    return 0
+    failed = [(what, rules) for what, report, rules in reports if not report.meets_contract]
+    for what, rules in failed:
+        inside = ", integer ops inside" if rules.integer_inside else ""
+        say(f"error: {what} does not meet its contract (cosine >= {rules.min_cosine}{inside})")
+    return 1 if failed else 0
