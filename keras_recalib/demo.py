@@ -150,7 +150,7 @@ def _task_data(config):
     from keras_recalib import data
 
     if config.data is not None:
-        return (*_folder_data(config.data, config.image_size, config.data_seed),)
+        return _folder_data(config.data, config.image_size, config.data_seed)
     if config.task == "textures":
         train, held_out, classes = data.texture_patches(
             config.train_per_class,
@@ -236,27 +236,23 @@ def build_demo_model(name, depth, num_classes, image_size):
     return keras.Model(inputs, body(x), name=f"demo_resnet{depth}_{label}")
 
 
-def _all_layers(layer):
-    yield layer
-    for child in getattr(layer, "layers", []):
-        yield from _all_layers(child)
-
-
 def _no_weight_decay(model):
-    """Variables left out of the weight decay: batch norm, biases, and all of SRM."""
-    import keras
-
+    """Variables left out of the weight decay: all of SRM's, batch norm's scale and offset, and
+    biases (SE's `fc1_bias` and `fc2_bias` included)."""
+    from keras_recalib.inspect import recalibration_layers
     from keras_recalib.layers import StyleRecalibration
 
-    excluded = []
-    for layer in _all_layers(model):
-        if isinstance(layer, StyleRecalibration):
-            excluded += layer.trainable_weights
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            excluded += layer.trainable_weights
-        elif getattr(layer, "bias", None) is not None and layer.built:
-            excluded.append(layer.bias)
-    return excluded
+    srm = {
+        id(variable)
+        for layer in recalibration_layers(model)
+        if isinstance(layer, StyleRecalibration)
+        for variable in layer.trainable_weights
+    }
+    return [
+        v
+        for v in model.trainable_variables
+        if id(v) in srm or v.name in ("gamma", "beta", "bias") or v.name.endswith("_bias")
+    ]
 
 
 def _optimizer(config, steps_per_epoch, model):

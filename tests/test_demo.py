@@ -325,6 +325,25 @@ def test_parameters_are_counted_as_pytorch_counts_them(experiment):
     assert srm["parameters"] - plain["parameters"] == sum(4 * c for c in blocks)
 
 
+@pytest.mark.parametrize(
+    "module,excluded",
+    [
+        ("none", {"gamma", "beta", "bias"}),
+        ("srm", {"gamma", "beta", "bias", "cfc"}),
+        ("se", {"gamma", "beta", "bias", "fc1_bias", "fc2_bias"}),
+    ],
+)
+def test_weight_decay_leaves_out_srm_batch_norm_and_biases(module, excluded):
+    model = demo.build_demo_model(module, 8, 3, 16)
+    left_out = {id(v) for v in demo._no_weight_decay(model)}
+    assert {v.name for v in model.trainable_variables if id(v) in left_out} == excluded
+    decayed = {v.name for v in model.trainable_variables if id(v) not in left_out}
+    assert decayed <= {"kernel", "fc1_kernel", "fc2_kernel"} and "kernel" in decayed
+    if module == "srm":  # the SRM block's own batch norm too
+        srm_variables = [v for v in model.trainable_variables if "rclb" in v.path]
+        assert srm_variables and all(id(v) in left_out for v in srm_variables)
+
+
 def test_the_first_seed_is_exported_and_verified(experiment):
     results, _, _ = experiment
     for entry in results["models"]:
