@@ -32,6 +32,7 @@ __all__ = [
     "SCHEMA",
     "TASKS",
     "BarProgress",
+    "DataError",
     "DemoConfig",
     "LineProgress",
     "build_demo_model",
@@ -53,6 +54,10 @@ CRITERION = (
     "|mean difference| > 2 * pooled std, pooled std = sqrt((std_a^2 + std_b^2) / 2), "
     "std = sample standard deviation of held-out accuracy over the seeds"
 )
+
+
+class DataError(ValueError):
+    """The task's data cannot be made or read (a bad image folder, missing photographs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,12 +157,15 @@ def _task_data(config):
     if config.data is not None:
         return _folder_data(config.data, config.image_size, config.data_seed)
     if config.task == "textures":
-        train, held_out, classes = data.texture_patches(
-            config.train_per_class,
-            config.held_out_per_class,
-            patch_size=config.image_size,
-            seed=config.data_seed,
-        )
+        try:
+            train, held_out, classes = data.texture_patches(
+                config.train_per_class,
+                config.held_out_per_class,
+                patch_size=config.image_size,
+                seed=config.data_seed,
+            )
+        except (ImportError, FileNotFoundError) as error:
+            raise DataError(str(error)) from None
         source = (
             f"{config.image_size}x{config.image_size} patches of scikit-image's texture "
             f"photographs ({', '.join(classes)}) with camera variation; train and held-out "
@@ -199,17 +207,17 @@ def _folder_data(folder, image_size, seed):
         train_arrays, held_arrays = arrays(train), arrays(held_out)
     except Exception as error:
         lines = [line for line in str(error).splitlines() if line.strip()]
-        raise ValueError(
+        raise DataError(
             f"Cannot read images from the folder: {lines[0] if lines else type(error).__name__}"
             f". Received: data={str(folder)!r}"
         ) from None
     if len(classes) < 2:
-        raise ValueError(
+        raise DataError(
             f"The image folder needs at least two class sub-folders, found {len(classes)}. "
             f"Received: data={str(folder)!r}"
         )
     if len(train_arrays[0]) == 0 or len(held_arrays[0]) == 0:
-        raise ValueError(
+        raise DataError(
             f"The image folder has too few images to hold some out. Received: data={str(folder)!r}"
         )
     return train_arrays, held_arrays, classes, f"image folder {folder}"
@@ -269,11 +277,6 @@ def _optimizer(config, steps_per_epoch, model):
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     optimizer.exclude_from_weight_decay(var_list=_no_weight_decay(model))
     return optimizer
-
-
-def trainable_parameters(model):
-    """Parameters as PyTorch counts them: the trainable weights (no BN moving statistics)."""
-    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -487,18 +490,18 @@ def compare(baseline, other, baseline_name="none", other_name="srm"):
         if exceeds:
             better = "higher" if difference > 0 else "lower"
             verdict = (
-                f"{names[0]} is {better} than {names[1]} by {abs(difference):.3f}, more than "
-                f"twice the seed spread ({threshold:.3f}): a difference these runs support."
+                f"{names[0]} is {better} than {names[1]} by {abs(difference):.4f}, more than "
+                f"twice the seed spread ({threshold:.4f}): a difference these runs support."
             )
         else:
             verdict = (
-                f"{names[0]} differs from {names[1]} by {difference:+.3f}, within twice the "
-                f"seed spread ({threshold:.3f}): no difference can be claimed from these runs."
+                f"{names[0]} differs from {names[1]} by {difference:+.4f}, within twice the "
+                f"seed spread ({threshold:.4f}): no difference can be claimed from these runs."
             )
     else:
         pooled = threshold = exceeds = None
         verdict = (
-            f"{names[0]} differs from {names[1]} by {difference:+.3f} with one seed: no spread "
+            f"{names[0]} differs from {names[1]} by {difference:+.4f} with one seed: no spread "
             "to judge it against."
         )
     return {
@@ -633,6 +636,8 @@ def run_experiment(config=None, out=None, progress=None):
 
     import keras
 
+    from keras_recalib.models.complexity import trainable_parameters
+
     config = config or DemoConfig()
     config.validate()
     if config.export and out is None:
@@ -644,7 +649,7 @@ def run_experiment(config=None, out=None, progress=None):
     train, held_out, classes, source = _task_data(config)
     steps_per_epoch = len(train[0]) // config.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(
+        raise DataError(
             f"The training set ({len(train[0])} images) is smaller than one batch. "
             f"Received: batch_size={config.batch_size}"
         )
@@ -770,7 +775,8 @@ def format_results(results, markdown=False):
     header = ["model", "params", "held-out acc", "per seed", "vs plain"]
     lines = [format_table(header, rows, markdown=markdown, align="lrrrl")]
     lines.append("")
-    lines += [c["verdict"] for c in results["comparisons"]]
+    # In Markdown, consecutive lines would run into one paragraph.
+    lines += [("- " if markdown else "") + c["verdict"] for c in results["comparisons"]]
     exported = [e for e in results["models"] if e["export"] is not None]
     if exported:
         columns = [
@@ -790,7 +796,9 @@ def format_results(results, markdown=False):
             for e in exported
         ]
         lines.append("")
-        lines.append(f"export of seed {results['config']['seeds'][0]}:")
+        lines.append(f"Export of seed {results['config']['seeds'][0]}:")
+        if markdown:
+            lines.append("")
         lines.append(
             format_table(["model"] + [title for title, _, _ in columns], export_rows, markdown)
         )

@@ -42,7 +42,7 @@ SMALL = demo.DemoConfig(
     warmup_epochs=0.5,
     batch_size=32,
     train_per_class=256,
-    held_out_per_class=100,
+    held_out_per_class=60,
 )
 
 
@@ -208,7 +208,7 @@ def test_compare_exceeds_only_beyond_twice_the_pooled_std():
     assert "within twice the seed spread" in within["verdict"]
     beyond = demo.compare([0.80, 0.81, 0.82], [0.70, 0.71, 0.72], "none", "se")
     assert beyond["exceeds_spread"] is True and beyond["mean_difference"] == pytest.approx(-0.1)
-    assert "SE is lower than the plain network by 0.100" in beyond["verdict"]
+    assert "SE is lower than the plain network by 0.1000" in beyond["verdict"]
     single = demo.compare([0.8], [0.9])
     assert single["exceeds_spread"] is None and single["pooled_std"] is None
     assert "one seed" in single["verdict"]
@@ -269,14 +269,14 @@ def test_results_json_follows_the_documented_schema(experiment):
         "task": "textures", "data": None, "epochs": 4, "warmup_epochs": 0.5,
         "learning_rate": SMALL.learning_rate, "weight_decay": SMALL.weight_decay,
         "batch_size": 32, "depth": SMALL.depth, "image_size": SMALL.image_size,
-        "train_per_class": 256, "held_out_per_class": 100, "data_seed": 0, "export": True,
+        "train_per_class": 256, "held_out_per_class": 60, "data_seed": 0, "export": True,
     }  # fmt: skip
     data = results["data"]
     assert set(data) == {
         "task", "source", "classes", "train_images", "held_out_images", "image_size",
     }  # fmt: skip
     assert data["task"] == "textures" and data["classes"] == list(TEXTURE_CLASSES)
-    assert (data["train_images"], data["held_out_images"]) == (768, 300)
+    assert (data["train_images"], data["held_out_images"]) == (768, 180)
     assert data["image_size"] == SMALL.image_size and "photographs" in data["source"]
     env = results["environment"]
     assert set(env) == {
@@ -438,12 +438,14 @@ def test_options_reach_the_config():
         (["--modules", "srm,bogus"], "unknown module(s) bogus"),
         (["--modules", "srm,srm"], "must name distinct modules"),
         (["--data", "{tmp}/missing"], "no such folder"),
+        (["--data", "{tmp}/empty"], "Cannot read images from the folder"),
         (["--data", "{tmp}", "--task", "textures"], "--task and --data exclude each other"),
         (["--out", "{tmp}/full"], "is not empty; pass --overwrite"),
         (["--out", "{tmp}/afile"], "exists and is not a folder"),
     ],
 )
 def test_command_errors_are_one_line(tmp_path, argv, message):
+    (tmp_path / "empty").mkdir()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("precious")
     (tmp_path / "afile").write_text("")
