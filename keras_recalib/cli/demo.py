@@ -174,7 +174,7 @@ def run(args):
     progress = demo.BarProgress() if sys.stdout.isatty() else demo.LineProgress()
     try:
         results = demo.run_experiment(config, out=out, progress=progress)
-    except (ValueError, ImportError, FileNotFoundError) as error:
+    except (demo.DataError, ImportError) as error:  # a bad folder, a missing extra
         lines = [line for line in str(error).splitlines() if line.strip()]
         raise CommandError(lines[0] if lines else type(error).__name__) from None
     minutes, seconds = divmod(int(round(results["timing"]["wall_seconds"])), 60)
