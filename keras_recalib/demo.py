@@ -772,7 +772,8 @@ def format_results(results, markdown=False):
                 versus,
             ]
         )
-    header = ["model", "params", "held-out acc", "per seed", "vs plain"]
+    baseline = _label(results["models"][0]["module"])
+    header = ["model", "params", "held-out acc", "per seed", f"vs {baseline}"]
     lines = [format_table(header, rows, markdown=markdown, align="lrrrl")]
     lines.append("")
     # In Markdown, consecutive lines would run into one paragraph.
