@@ -195,6 +195,33 @@ def test_channel_correlation_is_a_correlation_matrix():
     np.testing.assert_allclose(corr[:4, :4], np.corrcoef(gate[:, :4].T), atol=1e-9)
 
 
+# --- the other tasks ------------------------------------------------------------------------------
+
+
+def test_style_textures_task_has_the_configured_sizes():
+    config = demo.DemoConfig(
+        task="style_textures", train_per_class=10, held_out_per_class=5, image_size=16
+    )
+    train, held_out, classes, source = demo._task_data(config)
+    assert classes == list(CLASS_NAMES) and "style_textures" in source
+    assert train[0].shape == (60, 16, 16, 3) and held_out[0].shape == (30, 16, 16, 3)
+
+
+def test_an_image_folder_is_split_and_resized(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            pixels = rng.integers(0, 256, (20, 24, 3)).astype("uint8")
+            keras.utils.save_img(tmp_path / name / f"{i}.png", pixels)
+    train, held_out, classes, source = demo._task_data(
+        demo.DemoConfig(data=str(tmp_path), image_size=16)
+    )
+    assert classes == ["cats", "dogs"] and str(tmp_path) in source
+    assert len(train[0]) + len(held_out[0]) == 20 and len(held_out[0]) == 4
+    assert train[0].shape[1:] == (16, 16, 3) and train[1].dtype == np.int32
+
+
 # --- compare: the criterion -------------------------------------------------------------------
 
 
