@@ -695,7 +695,7 @@ def run_experiment(config=None, out=None, progress=None):
                 )
         entry["accuracy"] = _summary([run["accuracy"] for run in entry["runs"]])
         models.append(entry)
-        keras.backend.clear_session(free_memory=True)
+        keras.backend.clear_session()
     baseline = models[0]
     comparisons = [
         compare(
