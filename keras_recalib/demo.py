@@ -52,8 +52,12 @@ PARAMETER_CONVENTION = (
 CRITERION = (
     "a module's difference from the plain network exceeds the seed spread when "
     "|mean difference| > 2 * pooled std, pooled std = sqrt((std_a^2 + std_b^2) / 2), "
-    "std = sample standard deviation of held-out accuracy over the seeds"
+    "std = sample standard deviation of held-out accuracy over the seeds; a difference within "
+    "25% of that threshold either way is reported as borderline (too close to call: float "
+    "rounding on another CPU can move it across)"
 )
+# How close to the threshold, relative to it, a difference is too close to call.
+BORDERLINE = 0.25
 
 
 class DataError(ValueError):
@@ -472,7 +476,9 @@ def compare(baseline, other, baseline_name="none", other_name="srm"):
     Returns:
         A dict: `module`, `baseline`, `mean_difference`, `per_seed_differences`, `pooled_std`
         (None for one seed), `threshold` (2 * pooled std, or None), `exceeds_spread` (bool, or
-        None for one seed) and `verdict` (a sentence).
+        None for one seed), `borderline` (the difference lies within `BORDERLINE` of the
+        threshold, relative to it, so the verdict could flip on another machine; None for one
+        seed) and `verdict` (a sentence).
     """
     a, b = np.asarray(baseline, np.float64), np.asarray(other, np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
@@ -487,7 +493,14 @@ def compare(baseline, other, baseline_name="none", other_name="srm"):
         pooled = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
         threshold = 2 * pooled
         exceeds = bool(abs(difference) > threshold)
-        if exceeds:
+        borderline = bool(abs(abs(difference) - threshold) <= BORDERLINE * threshold)
+        if borderline:
+            verdict = (
+                f"{names[0]} differs from {names[1]} by {difference:+.4f}, close to twice the "
+                f"seed spread ({threshold:.4f}): too close to call with {len(a)} seeds (more "
+                "seeds, --seeds, would decide)."
+            )
+        elif exceeds:
             better = "higher" if difference > 0 else "lower"
             verdict = (
                 f"{names[0]} is {better} than {names[1]} by {abs(difference):.4f}, more than "
@@ -499,7 +512,7 @@ def compare(baseline, other, baseline_name="none", other_name="srm"):
                 f"seed spread ({threshold:.4f}): no difference can be claimed from these runs."
             )
     else:
-        pooled = threshold = exceeds = None
+        pooled = threshold = exceeds = borderline = None
         verdict = (
             f"{names[0]} differs from {names[1]} by {difference:+.4f} with one seed: no spread "
             "to judge it against."
@@ -512,6 +525,7 @@ def compare(baseline, other, baseline_name="none", other_name="srm"):
         "pooled_std": pooled,
         "threshold": threshold,
         "exceeds_spread": exceeds,
+        "borderline": borderline,
         "verdict": verdict,
     }
 
@@ -762,6 +776,8 @@ def format_results(results, markdown=False):
             versus = f"{comparison['mean_difference']:+.3f}"
         else:
             word = "exceeds" if comparison["exceeds_spread"] else "within"
+            if comparison["borderline"]:
+                word = "borderline:"
             versus = f"{comparison['mean_difference']:+.3f} ({word} 2x spread)"
         rows.append(
             [

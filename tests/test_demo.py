@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import keras_recalib as kr
-from keras_recalib import demo, inspect
+from keras_recalib import demo
 from keras_recalib.cli import demo as demo_command
 from keras_recalib.cli._common import CommandError
 from keras_recalib.data import (
@@ -145,56 +145,6 @@ def test_style_textures_rejects_bad_sizes():
         style_textures(0)
 
 
-# --- inspect -----------------------------------------------------------------------------------
-
-
-def gated_model():
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(6, 1, name="stem")(inputs)
-    srm = kr.StyleRecalibration(name="srm")
-    x = srm(x)
-    srm.cfc.assign(np.random.default_rng(0).normal(size=(6, 2)))
-    inner_inputs = keras.Input((8, 8, 6))
-    inner = keras.Model(inner_inputs, kr.StyleRecalibration(name="inner_srm")(inner_inputs))
-    return keras.Model(inputs, inner(x))
-
-
-def test_gates_match_the_layer_and_reach_nested_models():
-    model = gated_model()
-    images = np.random.default_rng(1).normal(size=(10, 8, 8, 3)).astype("float32")
-    results = inspect.gates(model, images)
-    assert [r.name for r in results] == ["srm", "inner_srm"]
-    srm = model.get_layer("srm")
-    features = model.get_layer("stem")(images)
-    np.testing.assert_allclose(results[0].gate, srm.compute_gate(features), rtol=1e-6)
-    np.testing.assert_allclose(results[1].gate, 0.5, rtol=1e-6)  # zero-initialised SRM
-    assert results[0].style_std.shape == (10, 6) and results[0].mean_weight.shape == (6,)
-    assert "srm" in inspect.summary(results)
-
-
-def test_gates_of_other_layers_use_the_least_squares_gain():
-    inputs = keras.Input((6, 6, 4))
-    layer = keras.layers.Rescaling(0.25)  # not a recalibration layer: ignored
-    x = layer(inputs)
-    srm = kr.StyleRecalibration(use_batch_norm=False)
-    model = keras.Model(inputs, srm(x))
-    images = np.random.default_rng(2).normal(size=(5, 6, 6, 4)).astype("float32")
-    (entry,) = inspect.gates(model, images)
-    np.testing.assert_allclose(entry.gate, 0.5, rtol=1e-6)
-    with pytest.raises(ValueError, match="no keras_recalib layers"):
-        inspect.gates(keras.Model(inputs, layer(inputs)), images)
-
-
-def test_channel_correlation_is_a_correlation_matrix():
-    gate = np.random.default_rng(0).uniform(size=(50, 5))
-    gate[:, 4] = 0.5  # a constant channel correlates with nothing
-    corr = inspect.channel_correlation(gate)
-    np.testing.assert_allclose(np.diag(corr)[:4], 1.0, rtol=1e-6)
-    np.testing.assert_allclose(corr, corr.T)
-    assert np.all(corr[4] == 0)
-    np.testing.assert_allclose(corr[:4, :4], np.corrcoef(gate[:, :4].T), atol=1e-9)
-
-
 # --- the other tasks ------------------------------------------------------------------------------
 
 
@@ -233,11 +183,18 @@ def test_compare_exceeds_only_beyond_twice_the_pooled_std():
     assert within["exceeds_spread"] is False
     assert within["per_seed_differences"] == pytest.approx([0.01] * 3)
     assert "within twice the seed spread" in within["verdict"]
+    assert within["borderline"] is False
     beyond = demo.compare([0.80, 0.81, 0.82], [0.70, 0.71, 0.72], "none", "se")
     assert beyond["exceeds_spread"] is True and beyond["mean_difference"] == pytest.approx(-0.1)
     assert "SE is lower than the plain network by 0.1000" in beyond["verdict"]
+    assert beyond["borderline"] is False
+    # 0.035 against a threshold of 0.04: within it, but too close to call.
+    close = demo.compare([0.80, 0.82, 0.84], [0.835, 0.855, 0.875], "none", "srm")
+    assert close["exceeds_spread"] is False and close["borderline"] is True
+    assert "too close to call with 3 seeds" in close["verdict"]
     single = demo.compare([0.8], [0.9])
     assert single["exceeds_spread"] is None and single["pooled_std"] is None
+    assert single["borderline"] is None
     assert "one seed" in single["verdict"]
     with pytest.raises(ValueError, match="Received: baseline="):
         demo.compare([0.8, 0.9], [0.8])
@@ -337,7 +294,7 @@ def test_results_json_follows_the_documented_schema(experiment):
     (comparison,) = results["comparisons"]
     assert set(comparison) == {
         "module", "baseline", "mean_difference", "per_seed_differences", "pooled_std",
-        "threshold", "exceeds_spread", "verdict",
+        "threshold", "exceeds_spread", "borderline", "verdict",
     }  # fmt: skip
 
 
