@@ -123,6 +123,9 @@ def test_own_plain_resnet_gets_modules_where_resnet_puts_them():
 
 
 def test_graph_with_operators_kwargs_nested_models_and_two_inputs():
+    # Auto-names come from global counters: reset them so that `+` below is named "add" here
+    # whatever earlier tests created.
+    keras.backend.clear_session()
     # A nested functional block whose residual is written with `+`.
     block_in = keras.Input((8, 8, 6))
     y = keras.layers.Conv2D(6, 3, padding="same", name="inner_conv")(block_in)
