@@ -3,19 +3,24 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from contract_utils import (
     convert_builtins_only,
     random_inputs,
     randomize_weights,
     tflite_op_names,
     tflite_run,
+    variable_gradients,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from layer_cases import CASES
 
 cases = pytest.mark.parametrize("case", CASES, ids=str)
+tensorflow_only = pytest.mark.tensorflow_only
+
+# Training steps per backend: TensorFlow in graph mode and under XLA, JAX jitted, PyTorch eager.
+_JIT = {"tensorflow": [False, True], "jax": [True], "torch": [False]}[keras.backend.backend()]
+_JIT_IDS = {False: "graph", True: "xla"} if keras.backend.backend() == "tensorflow" else None
 
 
 def make_layer(case, **overrides):
@@ -47,7 +52,7 @@ def test_output_shape_and_dtype(case):
     x = random_inputs(case.input_shape)
     y = layer(x)
     assert tuple(y.shape) == tuple(layer.compute_output_shape(x.shape))
-    assert y.dtype == tf.float32
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
     if case.gated:
         assert tuple(y.shape) == x.shape
     symbolic = layer(keras.Input(case.input_shape[1:], batch_size=None))
@@ -128,9 +133,12 @@ def exported(tmp_path_factory):
     return get
 
 
+@tensorflow_only
 @pytest.mark.slow
 @cases
 def test_saved_model_export_and_reload(case, exported):
+    import tensorflow as tf
+
     model, path = exported(case)
     x = random_inputs(case.input_shape)
     expected = model(x)
@@ -141,6 +149,7 @@ def test_saved_model_export_and_reload(case, exported):
     np.testing.assert_allclose(tfsm(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@tensorflow_only
 @pytest.mark.slow
 @cases
 def test_tflite_builtin_ops_match_keras(case, exported):
@@ -152,6 +161,7 @@ def test_tflite_builtin_ops_match_keras(case, exported):
         np.testing.assert_allclose(tflite_run(tflite_model, x), model(x), rtol=0, atol=1e-5)
 
 
+@tensorflow_only
 @pytest.mark.slow
 @cases
 def test_int8_quantization_keeps_outputs(case, tmp_path):
@@ -179,7 +189,7 @@ def test_int8_quantization_keeps_outputs(case, tmp_path):
 
 
 @cases
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("jit_compile", _JIT, ids=_JIT_IDS and [_JIT_IDS[j] for j in _JIT])
 def test_training_step(case, jit_compile):
     channels = case.input_shape[-1]
     layer = make_layer(case)
@@ -202,13 +212,15 @@ def test_training_step(case, jit_compile):
     assert not np.allclose(stem_before, model.get_layer("stem").kernel)
     if not layer.trainable_weights:
         return
+
     # ...and its own weights learn. A bias right before a training-mode batch norm has a zero
     # gradient by construction (Coordinate Attention's official conv1 has one), so every weight
     # must be connected with a finite gradient, and the layer's weights as a whole must move.
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean((model(x, training=True) - target) ** 2)
+    def loss():
+        return keras.ops.mean((model(x, training=True) - target) ** 2)
+
     for variable, gradient in zip(
-        layer.trainable_weights, tape.gradient(loss, layer.trainable_weights), strict=True
+        layer.trainable_weights, variable_gradients(loss, layer.trainable_weights), strict=True
     ):
         assert gradient is not None, f"{variable.path} is not connected to the output"
         assert np.all(np.isfinite(gradient)), f"{variable.path} has a non-finite gradient"
@@ -220,12 +232,15 @@ def test_training_step(case, jit_compile):
     )
 
 
+@tensorflow_only
 @cases
 def test_gradients_match_numerical(case):
     shape = (2, 3, 4, case.input_shape[-1])
     layer = make_layer(case, dtype="float64")
     layer.build(shape)
     randomize_weights(layer)
+    import tensorflow as tf
+
     x = tf.constant(random_inputs(shape, dtype="float64"))
     for training in (False, True):
         # Traced once: compute_gradient calls the function twice per input element.

@@ -25,6 +25,9 @@ from keras_recalib import ops
 from keras_recalib._conventions import torch_padding
 from keras_recalib.ops import _tensorflow
 
+# The seam's TensorFlow side: fast paths against the reference, traced graphs and HLO.
+pytestmark = pytest.mark.tensorflow_only
+
 _MODES = {
     "eager": lambda f: f,
     "graph": tf.function,

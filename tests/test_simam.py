@@ -82,6 +82,7 @@ def test_matches_pytorch():
 
 @pytest.mark.parametrize("path", ["eager", "graph", "xla", "dynamic"])
 @pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 1, 4)], ids=["5x6", "1x1"])
+@pytest.mark.tensorflow_only
 def test_analytic_gradient_matches_autodiff_of_the_formula(path, shape):
     import tensorflow as tf
 
