@@ -28,6 +28,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _torch_without_autograd():
+    """On PyTorch, tests run without autograd unless they ask for it (`gradients_enabled()` in
+    contract_utils): outputs then convert to NumPy as on the other backends (a tensor that
+    requires grad refuses `numpy()`), and the checks compare the same forward computation."""
+    if BACKEND != "torch":
+        yield
+        return
+    import torch
+
+    with torch.no_grad():
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _isolate_keras_globals():
     """Every test starts from float32, channels_last and a fixed seed, whatever the last did."""
     keras.config.set_dtype_policy("float32")

@@ -1,8 +1,20 @@
 """Helpers of the contract harness, written on the public keras API (and, for the
 TensorFlow-only checks, the public tf API, imported where used)."""
 
+import contextlib
+
 import keras
 import numpy as np
+
+
+def gradients_enabled():
+    """A context in which the backend records gradients: PyTorch's autograd, off by default in
+    the tests (see conftest.py); nothing to do on TensorFlow and JAX."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.enable_grad()
+    return contextlib.nullcontext()
 
 
 def variable_gradients(loss_fn, variables):
@@ -27,7 +39,9 @@ def variable_gradients(loss_fn, variables):
     elif backend == "torch":
         import torch
 
-        gradients = torch.autograd.grad(loss_fn(), [v.value for v in variables], allow_unused=True)
+        with torch.enable_grad():
+            loss = loss_fn()
+        gradients = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
     else:
         raise ValueError(f"No gradient helper for the backend. Received: backend={backend}")
     return [None if g is None else keras.ops.convert_to_numpy(g) for g in gradients]

@@ -64,6 +64,7 @@ def _cases():
         ),
         "store_once": (lambda t: ops.store_once(t), [gate], None),
         "z_pool": (lambda t: ops.z_pool(t, -1), [x], [spatial]),
+        "gather": (lambda t: ops.gather(t, np.array([0, 2, 2, 1], "int32"), 1), [x], [spatial]),
         "plane_conv": (
             lambda p, k: ops.plane_conv(p, k),
             [_rng_tensor(rng, (2, 12, 5, 1)), _rng_tensor(rng, (3, 3), -1.0, 1.0)],

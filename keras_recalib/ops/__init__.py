@@ -31,10 +31,9 @@ from keras_recalib.ops._reference import (
     bessel_factor,
     dtype_of,
     fold_batch_norm,
+    linear_taps,
     nearest_indices,
     pad_spatial,
-    resize,
-    resize_axis,
     safe_sqrt,
     spatial_count,
     sqrt_plus_epsilon,
@@ -53,6 +52,7 @@ __all__ = [
     "fast_paths_enabled",
     "fold_batch_norm",
     "gate_product",
+    "gather",
     "nearest_indices",
     "pad_spatial",
     "plane_conv",
@@ -160,6 +160,12 @@ def store_once(tensor):
     return _impl("store_once")(tensor)
 
 
+def gather(x, indices, axis):
+    """The slices of `x` at non-negative integer `indices` along `axis` (`keras.ops.take`
+    without its wrapping of negative indices)."""
+    return _impl("gather")(x, indices, axis)
+
+
 def z_pool(x, axis):
     """The max and the mean over `axis` (kept, size 1), as two maps: the official Z-pool order
     (max first) of CBAM's spatial gate and Triplet Attention."""
@@ -195,3 +201,26 @@ def zpool_conv(maximum, mean, kernel):
     much narrower than the max, would lose its precision.
     """
     return plane_conv(maximum, kernel[:, :, 0, 0]) + plane_conv(mean, kernel[:, :, 1, 0])
+
+
+def resize_axis(x, out_size, axis, interpolation="nearest"):
+    """Resizes NHWC `x` along `axis` (1 or 2) to `out_size` like PyTorch's `F.interpolate`.
+
+    Built from gathers, which (unlike TensorFlow's ResizeNearestNeighbor gradient) compile
+    under XLA and convert to TFLite built-in ops.
+    """
+    in_size = axis_size(x, axis)
+    if interpolation == "nearest":
+        return gather(x, nearest_indices(in_size, out_size), axis)
+    lower, upper, weight = linear_taps(in_size, out_size)
+    weight = keras.ops.reshape(
+        keras.ops.cast(weight, x.dtype), (-1, 1, 1) if axis == 1 else (-1, 1)
+    )
+    low = gather(x, lower, axis)
+    return low + (gather(x, upper, axis) - low) * weight
+
+
+def resize(x, height, width, interpolation="nearest"):
+    """Resizes NHWC `x` to (height, width) like PyTorch's `F.interpolate` (default: nearest)."""
+    x = resize_axis(x, height, 1, interpolation)
+    return resize_axis(x, width, 2, interpolation)

@@ -134,6 +134,10 @@ def channel_conv(values, taps):
     return ops.reshape(mixed, (-1, channels))
 
 
+def gather(x, indices, axis):
+    return ops.take(x, indices, axis=axis)
+
+
 def pad_spatial(x, pad):
     """Zero-pads an NHWC tensor by `pad` on each side of height and width."""
     if not pad:
@@ -172,7 +176,7 @@ def fold_batch_norm(bn, dtype):
     return scale, shift
 
 
-# --- PyTorch-exact resampling ----------------------------------------------------------------
+# --- PyTorch-exact resampling (the gathers are `keras_recalib.ops.resize_axis`) ---------------
 
 
 def axis_size(x, axis):
@@ -225,24 +229,3 @@ def linear_taps(in_size, out_size):
         return lower, np.minimum(lower + 1, in_size - 1), weight
     weight = ops.clip(source - ops.cast(lower, "float32"), 0.0, 1.0)
     return lower, ops.minimum(lower + 1, in_size - 1), weight
-
-
-def resize_axis(x, out_size, axis, interpolation="nearest"):
-    """Resizes NHWC `x` along `axis` (1 or 2) to `out_size` like PyTorch's `F.interpolate`.
-
-    Built from gathers, which (unlike TensorFlow's ResizeNearestNeighbor gradient) compile
-    under XLA and convert to TFLite built-in ops.
-    """
-    in_size = axis_size(x, axis)
-    if interpolation == "nearest":
-        return ops.take(x, nearest_indices(in_size, out_size), axis=axis)
-    lower, upper, weight = linear_taps(in_size, out_size)
-    weight = ops.reshape(ops.cast(weight, x.dtype), (-1, 1, 1) if axis == 1 else (-1, 1))
-    low = ops.take(x, lower, axis=axis)
-    return low + (ops.take(x, upper, axis=axis) - low) * weight
-
-
-def resize(x, height, width, interpolation="nearest"):
-    """Resizes NHWC `x` to (height, width) like PyTorch's `F.interpolate` (default: nearest)."""
-    x = resize_axis(x, height, 1, interpolation)
-    return resize_axis(x, width, 2, interpolation)

@@ -273,6 +273,13 @@ def gate_product(x, gate):
     return x * store_once(gate)
 
 
+def gather(x, indices, axis):
+    # tf.gather itself: keras.ops.take adds a LESS and a SELECT_V2 per gather that wrap
+    # negative indices, which these never are, and which stay in a TFLite graph whose
+    # spatial size is unknown (the indices are then computed, not constants).
+    return tf.gather(x, indices, axis=axis)
+
+
 def z_pool(x, axis):
     maximum, mean = _reference.z_pool(x, axis)
     return store_once(maximum), store_once(mean)
