@@ -54,7 +54,7 @@ def test_lambda_must_stay_representable_in_float32():
         kr.SimAM(e_lambda=1e-12)
     # The smallest accepted lambda keeps a constant map finite.
     x = np.full((1, 3, 3, 2), 0.7, "float32")
-    assert np.all(np.isfinite(kr.SimAM(e_lambda=1e-10)(x)))
+    assert np.all(np.isfinite(np.asarray(kr.SimAM(e_lambda=1e-10)(x))))
 
 
 def test_load_torch_weights_accepts_only_an_empty_state_dict():
