@@ -1,6 +1,12 @@
 """What differs between the Keras backends: the seam's reference on every backend, and what a
 backend cannot do. Runs under each KERAS_BACKEND (tensorflow, jax, torch)."""
 
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -67,3 +73,65 @@ def test_synchronized_batch_norm_is_refused_outside_tensorflow(cls):
     pattern = rf"`synchronized`.*'{BACKEND}' backend.*Received: synchronized=True"
     with pytest.raises(ValueError, match=pattern):
         layer.build((None, 4, 4, 8))
+
+
+_OUTPUTS_SCRIPT = """
+import sys
+import keras
+import numpy as np
+from contract_utils import random_inputs, randomize_weights
+from layer_cases import CASES
+
+outputs = {}
+for case in CASES:
+    layer = case.cls(**case.kwargs)
+    layer.build(case.input_shape)
+    randomize_weights(layer)
+    x = random_inputs(case.input_shape)
+    for training in (False, True):
+        y = layer(x, training=training)
+        outputs[f"{case.id}-{training}"] = keras.ops.convert_to_numpy(y)
+np.savez(sys.argv[1], backend=keras.backend.backend(), **outputs)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow_only  # one run covers every backend: in the TensorFlow job
+def test_every_layer_computes_the_same_on_every_installed_backend(tmp_path):
+    """Each contract case, with the same weights and input, in a fresh process per backend
+    (the backend is fixed at import): the outputs agree with TensorFlow's."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    backends = [
+        name
+        for name, module in [("tensorflow", "tensorflow"), ("jax", "jax"), ("torch", "torch")]
+        if importlib.util.find_spec(module) is not None
+    ]
+    if len(backends) < 2:
+        pytest.skip(f"only {backends} installed")
+    results = {}
+    for name in backends:
+        path = tmp_path / f"{name}.npz"
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": name,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")]),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", _OUTPUTS_SCRIPT, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        with np.load(path) as data:
+            assert str(data["backend"]) == name
+            results[name] = {k: data[k] for k in data.files if k != "backend"}
+    first, *others = backends
+    for other in others:
+        assert results[other].keys() == results[first].keys()
+        for key, expected in results[first].items():
+            np.testing.assert_allclose(
+                results[other][key], expected, rtol=1e-5, atol=1e-5, err_msg=f"{other}: {key}"
+            )
