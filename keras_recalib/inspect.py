@@ -54,6 +54,11 @@ def recalibration_layers(model):
     return found
 
 
+def _numpy(value, dtype=None):
+    # Through keras.ops: a PyTorch tensor that requires grad refuses np.asarray.
+    return np.asarray(keras.ops.convert_to_numpy(value), dtype)
+
+
 def _run_probe(model, tensors, images, batch_size):
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     probe = keras.Model(inputs, tensors)
@@ -62,7 +67,7 @@ def _run_probe(model, tensors, images, batch_size):
         outputs = probe(images[start : start + batch_size], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for store, value in zip(collected, outputs, strict=True):
-            store.append(np.asarray(value, np.float32))
+            store.append(_numpy(value, np.float32))
     return [np.concatenate(parts) for parts in collected]
 
 
@@ -113,8 +118,8 @@ def gates(model, images, batch_size=64):
     images = np.asarray(images, np.float32)
     results = []
     for layer, x, y in _layer_inputs_outputs(model, images, batch_size):
-        named = {k: np.asarray(g, np.float32) for k, g in layer.gates(x, training=False).items()}
-        details = {k: np.asarray(d) for k, d in layer.gate_details(x).items()}
+        named = {k: _numpy(g, np.float32) for k, g in layer.gates(x, training=False).items()}
+        details = {k: _numpy(d) for k, d in layer.gate_details(x).items()}
         entry = LayerGates(layer.name, type(layer).__name__, None, named, details)
         if list(named) == ["channel"]:
             entry.gate = named["channel"].reshape(len(x), -1)

@@ -1,13 +1,57 @@
-"""Helpers of the contract harness, written on the public keras / tf API only."""
+"""Helpers of the contract harness, written on the public keras API (and, for the
+TensorFlow-only checks, the public tf API, imported where used)."""
 
+import contextlib
+
+import keras
 import numpy as np
-import tensorflow as tf
+
+
+def gradients_enabled():
+    """A context in which the backend records gradients: PyTorch's autograd, off by default in
+    the tests (see conftest.py); nothing to do on TensorFlow and JAX."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.enable_grad()
+    return contextlib.nullcontext()
+
+
+def variable_gradients(loss_fn, variables):
+    """The gradients of the scalar `loss_fn()` with respect to `variables` (Keras variables),
+    on the active backend, as NumPy arrays; None for a variable the loss does not depend on
+    (JAX cannot tell: it returns zeros there)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        gradients = tape.gradient(loss, variables)
+    elif backend == "jax":
+        import jax
+
+        def loss_of(values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return loss_fn()
+
+        gradients = jax.grad(loss_of)([v.value for v in variables])
+    elif backend == "torch":
+        import torch
+
+        with torch.enable_grad():
+            loss = loss_fn()
+        gradients = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+    else:
+        raise ValueError(f"No gradient helper for the backend. Received: backend={backend}")
+    return [None if g is None else keras.ops.convert_to_numpy(g) for g in gradients]
 
 
 def value_and_gradients(fn, upstream):
     """A step `(*inputs) -> (fn(*inputs), *gradients)`: the gradients of `fn` with respect to
     every input, given the upstream gradient `upstream`. Run it eagerly or wrap it in
-    `tf.function` (with or without `jit_compile`)."""
+    `tf.function` (with or without `jit_compile`). TensorFlow only."""
+    import tensorflow as tf
 
     def step(*inputs):
         with tf.GradientTape() as tape:
@@ -58,6 +102,8 @@ def tflite_run(tflite_model, x):
 
 
 def convert_builtins_only(saved_model_dir):
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()
@@ -71,7 +117,9 @@ def tflite_op_names(tflite_model):
 
 def batch_norm_ops(layer, channels, training):
     """Names of Keras BatchNormalization ops in `layer`'s graph (Keras 3 names them
-    `.../batchnorm/...`; there is no FusedBatchNorm op)."""
+    `.../batchnorm/...`; there is no FusedBatchNorm op). TensorFlow only."""
+    import tensorflow as tf
+
     spec = tf.TensorSpec((None, None, None, channels), "float32")
     graph = tf.function(lambda t: layer(t, training=training)).get_concrete_function(spec).graph
     return [op.name for op in graph.get_operations() if "/batchnorm/" in op.name]

@@ -114,6 +114,7 @@ def test_spatial_gate_stacks_channel_max_first():
     np.testing.assert_allclose(gates["spatial"], expected, rtol=1e-5)
 
 
+@pytest.mark.tensorflow_only
 def test_inference_folds_the_batch_norm():
     layer = load_torch_weights(built_cbam(8, reduction=4), cbam_state(8, 2, seed=3))
     assert batch_norm_ops(layer, 8, training=False) == []
@@ -127,6 +128,7 @@ def test_frozen_layer_runs_in_inference_mode():
     np.testing.assert_array_equal(layer(x, training=True), layer(x, training=False))
 
 
+@pytest.mark.tensorflow_only
 def test_synchronized_is_passed_to_batch_norm():
     assert built_cbam(8, synchronized=True).spatial_bn.synchronized is True
     assert built_cbam(8).spatial_bn.momentum == pytest.approx(0.99)
@@ -161,7 +163,7 @@ def test_errors(kwargs, name, expected):
     "kwargs",
     [
         {"spatial_kernel_size": 3},
-        {"synchronized": True},
+        pytest.param({"synchronized": True}, marks=pytest.mark.tensorflow_only),
         {"momentum": 0.9},
         {"norm_epsilon": 1e-3},
         {"spatial_gamma_initializer": "ones"},

@@ -3,19 +3,29 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from contract_utils import (
     convert_builtins_only,
+    gradients_enabled,
     random_inputs,
     randomize_weights,
     tflite_op_names,
     tflite_run,
+    variable_gradients,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from layer_cases import CASES
 
 cases = pytest.mark.parametrize("case", CASES, ids=str)
+tensorflow_only = pytest.mark.tensorflow_only
+
+# Training steps per backend: TensorFlow in graph mode and under XLA, JAX jitted, PyTorch eager.
+_JIT = {"tensorflow": [False, True], "jax": [True], "torch": [False]}[keras.backend.backend()]
+_JIT_IDS = {False: "graph", True: "xla"} if keras.backend.backend() == "tensorflow" else None
+# Fuzzed shapes per case: every new shape is a new compilation for eager JAX (most of the
+# JAX run's time at 12), and JAX and PyTorch run one formulation, TensorFlow several (eager,
+# fast paths), so fewer suffice there.
+_FUZZ_EXAMPLES = 12 if keras.backend.backend() == "tensorflow" else 5
 
 
 def make_layer(case, **overrides):
@@ -47,7 +57,7 @@ def test_output_shape_and_dtype(case):
     x = random_inputs(case.input_shape)
     y = layer(x)
     assert tuple(y.shape) == tuple(layer.compute_output_shape(x.shape))
-    assert y.dtype == tf.float32
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
     if case.gated:
         assert tuple(y.shape) == x.shape
     symbolic = layer(keras.Input(case.input_shape[1:], batch_size=None))
@@ -69,7 +79,7 @@ def test_unknown_batch_and_spatial_size(case):
     b, h, w, _ = case.input_shape
     for shape in [(b, h, w, channels), (b + 1, h + 3, w + 1, channels)]:
         x = random_inputs(shape)
-        y = model(x)
+        y = np.asarray(model(x))
         np.testing.assert_allclose(y, layer(x), rtol=1e-6, atol=1e-6)
         assert np.all(np.isfinite(y))
 
@@ -128,9 +138,12 @@ def exported(tmp_path_factory):
     return get
 
 
+@tensorflow_only
 @pytest.mark.slow
 @cases
 def test_saved_model_export_and_reload(case, exported):
+    import tensorflow as tf
+
     model, path = exported(case)
     x = random_inputs(case.input_shape)
     expected = model(x)
@@ -141,6 +154,7 @@ def test_saved_model_export_and_reload(case, exported):
     np.testing.assert_allclose(tfsm(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@tensorflow_only
 @pytest.mark.slow
 @cases
 def test_tflite_builtin_ops_match_keras(case, exported):
@@ -152,6 +166,7 @@ def test_tflite_builtin_ops_match_keras(case, exported):
         np.testing.assert_allclose(tflite_run(tflite_model, x), model(x), rtol=0, atol=1e-5)
 
 
+@tensorflow_only
 @pytest.mark.slow
 @cases
 def test_int8_quantization_keeps_outputs(case, tmp_path):
@@ -179,7 +194,7 @@ def test_int8_quantization_keeps_outputs(case, tmp_path):
 
 
 @cases
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("jit_compile", _JIT, ids=_JIT_IDS and [_JIT_IDS[j] for j in _JIT])
 def test_training_step(case, jit_compile):
     channels = case.input_shape[-1]
     layer = make_layer(case)
@@ -196,19 +211,24 @@ def test_training_step(case, jit_compile):
     target = random_inputs(tuple(model(x).shape), seed=1)
     before = [np.array(w) for w in layer.trainable_weights]
     stem_before = np.array(model.get_layer("stem").kernel)
-    history = model.fit(x, target, batch_size=x.shape[0], epochs=2, verbose=0)
+    with gradients_enabled():
+        history = model.fit(x, target, batch_size=x.shape[0], epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     # Gradient flows through the layer to what feeds it...
     assert not np.allclose(stem_before, model.get_layer("stem").kernel)
     if not layer.trainable_weights:
         return
+
     # ...and its own weights learn. A bias right before a training-mode batch norm has a zero
     # gradient by construction (Coordinate Attention's official conv1 has one), so every weight
     # must be connected with a finite gradient, and the layer's weights as a whole must move.
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean((model(x, training=True) - target) ** 2)
+    target_tensor = keras.ops.convert_to_tensor(target)
+
+    def loss():
+        return keras.ops.mean(keras.ops.square(model(x, training=True) - target_tensor))
+
     for variable, gradient in zip(
-        layer.trainable_weights, tape.gradient(loss, layer.trainable_weights), strict=True
+        layer.trainable_weights, variable_gradients(loss, layer.trainable_weights), strict=True
     ):
         assert gradient is not None, f"{variable.path} is not connected to the output"
         assert np.all(np.isfinite(gradient)), f"{variable.path} has a non-finite gradient"
@@ -220,12 +240,15 @@ def test_training_step(case, jit_compile):
     )
 
 
+@tensorflow_only
 @cases
 def test_gradients_match_numerical(case):
     shape = (2, 3, 4, case.input_shape[-1])
     layer = make_layer(case, dtype="float64")
     layer.build(shape)
     randomize_weights(layer)
+    import tensorflow as tf
+
     x = tf.constant(random_inputs(shape, dtype="float64"))
     for training in (False, True):
         # Traced once: compute_gradient calls the function twice per input element.
@@ -288,7 +311,7 @@ def test_degenerate_inputs_stay_finite(case, training):
         layer.build(shape)
         randomize_weights(layer)
         for x in (random_inputs(shape), np.full(shape, 3.0, "float32"), np.zeros(shape, "float32")):
-            y = layer(x, training=training)
+            y = np.asarray(layer(x, training=training))
             assert np.all(np.isfinite(y)), f"non-finite output for shape {shape}"
 
 
@@ -306,8 +329,8 @@ def test_mixed_precision(case, policy):
         assert variable.dtype == "float32"
     x = random_inputs(case.input_shape)
     for training in (False, True):
-        y = layer(x, training=training)
-        assert y.dtype == layer.compute_dtype
+        y = keras.ops.convert_to_numpy(layer(x, training=training))
+        assert keras.backend.standardize_dtype(y.dtype) == layer.compute_dtype
         # Relative to the output's scale: float16 keeps ~3 significant digits, bfloat16 ~2.
         expected = np.asarray(reference(x, training=training))
         tol = (5e-3 if policy == "mixed_float16" else 3e-2) * np.max(np.abs(expected))
@@ -315,7 +338,8 @@ def test_mixed_precision(case, policy):
     if case.gated:
         big = np.clip(random_inputs(case.input_shape, scale=3e4), -6e4, 6e4).astype("float16")
         for training in (False, True):
-            assert np.all(np.isfinite(np.asarray(layer(big, training=training), "float32")))
+            y = keras.ops.convert_to_numpy(layer(big, training=training))
+            assert np.all(np.isfinite(np.asarray(y, "float32")))
 
 
 # --- fuzzing -----------------------------------------------------------------------------------
@@ -323,7 +347,9 @@ def test_mixed_precision(case, policy):
 
 @cases
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=_FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_fuzz_outputs_finite_and_gated(case, data):

@@ -107,6 +107,7 @@ def test_frozen_layer_runs_in_inference_mode():
     np.testing.assert_array_equal(layer(x, training=True), layer(x, training=False))
 
 
+@pytest.mark.tensorflow_only
 def test_regularizer_and_synchronized_reach_the_sublayers():
     layer = built_ca(8, kernel_regularizer="l2", synchronized=True)
     assert layer.bn1.synchronized is True

@@ -91,6 +91,7 @@ def test_parametric_global_needs_a_static_spatial_size():
     kr.GatherExcite(extent=2, parametric=True)(keras.Input((None, None, 4)))
 
 
+@pytest.mark.tensorflow_only
 def test_parametric_global_in_a_fixed_size_model_exports_to_tflite(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from contract_utils import convert_builtins_only, tflite_run

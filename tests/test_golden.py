@@ -7,7 +7,6 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_recalib as kr
 from keras_recalib import export
@@ -41,9 +40,12 @@ def test_keras_file_reproduces_outputs(name):
     )
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_saved_model_reproduces_outputs(name):
+    import tensorflow as tf
+
     data = stored(name)
     loaded = tf.saved_model.load(str(ROOT / name / "saved_model"))
     (out,) = loaded.signatures["serving_default"](tf.constant(data["x"])).values()

@@ -25,6 +25,9 @@ from keras_recalib import ops
 from keras_recalib._conventions import torch_padding
 from keras_recalib.ops import _tensorflow
 
+# The seam's TensorFlow side: fast paths against the reference, traced graphs and HLO.
+pytestmark = pytest.mark.tensorflow_only
+
 _MODES = {
     "eager": lambda f: f,
     "graph": tf.function,
@@ -61,6 +64,7 @@ def _cases():
         ),
         "store_once": (lambda t: ops.store_once(t), [gate], None),
         "z_pool": (lambda t: ops.z_pool(t, -1), [x], [spatial]),
+        "gather": (lambda t: ops.gather(t, np.array([0, 2, 2, 1], "int32"), 1), [x], [spatial]),
         "plane_conv": (
             lambda p, k: ops.plane_conv(p, k),
             [_rng_tensor(rng, (2, 12, 5, 1)), _rng_tensor(rng, (3, 3), -1.0, 1.0)],

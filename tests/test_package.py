@@ -1,8 +1,5 @@
-"""Package-level behaviour: registration, backend check, factory."""
+"""Package-level behaviour: registration, factory (backends: tests/test_backends.py)."""
 
-import os
-import subprocess
-import sys
 
 import keras
 import pytest
@@ -17,20 +14,6 @@ def test_every_public_layer_is_registered_for_deserialisation():
         registered = keras.saving.get_registered_name(cls)
         assert registered == f"keras_recalib>{name}"
         assert keras.saving.get_registered_object(registered) is cls
-
-
-def test_non_tensorflow_backend_is_refused_with_instructions():
-    env = {**os.environ, "KERAS_BACKEND": "numpy"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import keras_recalib"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "needs the TensorFlow backend" in result.stderr
-    assert "KERAS_BACKEND=tensorflow" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["srm", "SRM", "Srm"])

@@ -77,6 +77,7 @@ def test_matches_numpy_reference(shape, kwargs, training):
 # --- options and errors ------------------------------------------------------------------------
 
 
+@pytest.mark.tensorflow_only
 def test_nearest_indices_follow_pytorch_not_tf_resize():
     # 14 -> 3 (pooling_r=4) -> 14: PyTorch takes floor(dst * 3 / 14).
     np.testing.assert_array_equal(nearest_indices(3, 14), [0] * 5 + [1] * 5 + [2] * 4)
@@ -107,6 +108,7 @@ def test_output_shape(kwargs, shape, expected):
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.tensorflow_only
 def test_dynamic_spatial_size_matches_static(interpolation):
     # Unknown height and width take the reshape pooling and tensor indices; known ones the
     # pooling op and constant indices. Both must agree, small maps included.
@@ -169,6 +171,7 @@ def test_kernels_get_independent_initial_values():
     assert not np.allclose(layer.k2_conv.kernel, layer.k3_conv.kernel)
 
 
+@pytest.mark.tensorflow_only
 def test_regularizer_and_synchronized_reach_every_sublayer():
     layer = kr.SelfCalibratedConv2D(kernel_regularizer="l2", synchronized=True)
     layer(random_inputs((1, 4, 4, 4)))

@@ -99,6 +99,7 @@ def test_loader_reports_wrong_shapes():
     assert "missing key 'bias'" in str(info.value)
 
 
+@pytest.mark.tensorflow_only
 def test_xla_statistics_path_matches_graph_mode():
     # Under XLA the similarity's moments come from the shared partial sums, elsewhere from
     # tf.nn.moments: outputs and gradients agree.

@@ -2,7 +2,6 @@
 batch normalisation's arguments, and the one gate API."""
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 
@@ -67,9 +66,9 @@ class RecalibrationLayer(keras.layers.Layer):
         return self.compute_dtype
 
     def _prepare_input(self, inputs):
-        inputs = tf.convert_to_tensor(inputs)
-        if not inputs.dtype.is_floating:
-            inputs = tf.cast(inputs, self.compute_dtype)
+        inputs = keras.ops.convert_to_tensor(inputs)
+        if not keras.backend.is_float_dtype(inputs.dtype):
+            inputs = keras.ops.cast(inputs, self.compute_dtype)
         return inputs
 
     def gates(self, inputs, training: bool = False) -> dict:
@@ -107,7 +106,21 @@ class RecalibrationLayer(keras.layers.Layer):
 
     def _make_batch_norm(self, name, input_shape, gamma_initializer=None):
         """A BatchNormalization over the last axis with the layer's arguments, built for
-        `input_shape`; it runs in the statistics dtype (float32 under mixed precision)."""
+        `input_shape`; it runs in the statistics dtype (float32 under mixed precision).
+
+        Synchronized statistics need TensorFlow's `tf.distribute`: on another backend they are
+        refused here, when the normalisation is made, so that an argument that has no effect
+        anyway (`use_batch_norm=False`) is reported as such by the constructor.
+        """
+        backend = keras.backend.backend()
+        if self.synchronized and backend != "tensorflow":
+            raise ValueError(
+                f"Argument `synchronized` of {type(self).__name__} synchronizes batch statistics "
+                f"across the replicas of TensorFlow's `tf.distribute`, which the {backend!r} "
+                "backend does not have. Pass `synchronized=False` (under JAX's "
+                "`keras.distribution`, the batch statistics are already global), or use "
+                f"KERAS_BACKEND=tensorflow. Received: synchronized={self.synchronized!r}"
+            )
         extra = {}
         if gamma_initializer is not None:
             extra["gamma_initializer"] = v.fresh_initializer(gamma_initializer)

@@ -1,7 +1,7 @@
 """Building blocks that several papers share: the bottleneck MLP (SE, CBAM's channel gate,
 Gather-Excite) and the Z-pool gate (CBAM's spatial gate, Triplet Attention's branches)."""
 
-import tensorflow as tf
+import keras
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -9,13 +9,13 @@ from keras_recalib.layers._base import reduced_width
 
 
 def _dense(z, kernel, bias):
-    kernel = tf.cast(kernel, z.dtype)
-    if z.shape.rank == 2:
-        y = tf.matmul(z, kernel)
+    kernel = keras.ops.cast(kernel, z.dtype)
+    if len(z.shape) == 2:
+        y = keras.ops.matmul(z, kernel)
     else:
         # (batch, h, w, channels) maps: the same weights as a 1x1 convolution.
-        y = tf.nn.conv2d(z, kernel[None, None], 1, "VALID")
-    return y + tf.cast(bias, z.dtype)
+        y = keras.ops.conv(z, kernel[None, None], 1, "valid")
+    return y + keras.ops.cast(bias, z.dtype)
 
 
 class ExcitationMLP:
@@ -44,7 +44,7 @@ class ExcitationMLP:
     def _excite(self, features):
         """Maps `(n, channels)` vectors or `(n, h, w, channels)` maps to gate logits of the
         same shape."""
-        hidden = tf.nn.relu(_dense(features, self.fc1_kernel, self.fc1_bias))
+        hidden = keras.ops.relu(_dense(features, self.fc1_kernel, self.fc1_bias))
         return _dense(hidden, self.fc2_kernel, self.fc2_bias)
 
 
@@ -53,6 +53,6 @@ def zpool_gate(maximum, mean, kernel, bn, training):
     inference (`training=False`) the normalisation is folded into the kernel and one bias, so
     no normalisation op runs."""
     if training:
-        return tf.sigmoid(bn(ops.zpool_conv(maximum, mean, kernel), training=True))
+        return keras.ops.sigmoid(bn(ops.zpool_conv(maximum, mean, kernel), training=True))
     scale, shift = ops.fold_batch_norm(bn, maximum.dtype)
-    return tf.sigmoid(ops.zpool_conv(maximum, mean, kernel * scale) + shift)
+    return keras.ops.sigmoid(ops.zpool_conv(maximum, mean, kernel * scale) + shift)

@@ -9,7 +9,6 @@ Jongchan/attention-module (`MODELS/cbam.py`, `CBAM`), and its initialisation
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -172,39 +171,39 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
         if pool_type == "avg":
             return ops.spatial_mean(x)
         if pool_type == "max":
-            return tf.reduce_max(x, axis=[1, 2])
+            return keras.ops.max(x, axis=(1, 2))
         if pool_type == "lp":
             # x * x rather than tf.square, which int8 TFLite keeps in float.
-            return ops.safe_sqrt(tf.reduce_sum(x * x, axis=[1, 2]))
+            return ops.safe_sqrt(keras.ops.sum(x * x, axis=(1, 2)))
         # "lse", shifted by the (constant-gradient) max so large activations do not overflow.
-        peak = tf.stop_gradient(tf.reduce_max(x, axis=[1, 2], keepdims=True))
-        total = tf.reduce_sum(tf.exp(x - peak), axis=[1, 2])
-        return tf.math.log(total) + peak[:, 0, 0, :]
+        peak = keras.ops.stop_gradient(keras.ops.max(x, axis=(1, 2), keepdims=True))
+        total = keras.ops.sum(keras.ops.exp(x - peak), axis=(1, 2))
+        return keras.ops.log(total) + peak[:, 0, 0, :]
 
     def _channel_gate(self, inputs):
         """The (batch, channels) channel gate in [0, 1], in the statistics dtype."""
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         # One MLP pass per pooling, summed as the official code (the second bias counts once
         # per pooling). Stacking the pooled vectors into one pass would make int8 TFLite give
         # them one shared scale.
         logits = self._excite(self._pool(x, self.pool_types[0]))
         for pool_type in self.pool_types[1:]:
             logits = logits + self._excite(self._pool(x, pool_type))
-        return tf.sigmoid(logits)
+        return keras.ops.sigmoid(logits)
 
     def _spatial_gate(self, inputs, training=False):
         """The (batch, height, width, 1) spatial gate in [0, 1], in the statistics dtype."""
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         # Official ChannelPool: the channel max and mean, as two maps (see `ops.zpool_conv`).
         maximum, mean = ops.z_pool(x, -1)
-        kernel = tf.cast(self.spatial_kernel, x.dtype)
+        kernel = keras.ops.cast(self.spatial_kernel, x.dtype)
         return zpool_gate(maximum, mean, kernel, self.spatial_bn, training and self.trainable)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
-        x = ops.channel_scale(x, tf.cast(self._channel_gate(x), x.dtype))
+        x = ops.channel_scale(x, keras.ops.cast(self._channel_gate(x), x.dtype))
         if self.use_spatial:
-            x = x * tf.cast(self._spatial_gate(x, training=bool(training)), x.dtype)
+            x = x * keras.ops.cast(self._spatial_gate(x, training=bool(training)), x.dtype)
         return x
 
     def gates(self, inputs, training: bool = False) -> dict:
@@ -215,7 +214,7 @@ class ConvBlockAttention(ExcitationMLP, RecalibrationLayer):
         channel = self._channel_gate(x)
         found = {"channel": channel[:, None, None, :]}
         if self.use_spatial:
-            gated = ops.channel_scale(x, tf.cast(channel, x.dtype))
+            gated = ops.channel_scale(x, keras.ops.cast(channel, x.dtype))
             found["spatial"] = self._spatial_gate(gated, training=training)
         return found
 

@@ -7,7 +7,6 @@ weight initialisation of the official MobileNetV2 training).
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib._validation import InitializerLike, RegularizerLike
@@ -16,7 +15,7 @@ from keras_recalib.layers._base import RecalibrationLayer, reduced_width
 
 def hard_swish(x):
     """x * relu6(x + 3) / 6, the official `h_swish`."""
-    return x * tf.nn.relu6(x + 3.0) / 6.0
+    return x * keras.ops.relu6(x + 3.0) / 6.0
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -120,21 +119,21 @@ class CoordinateAttention(RecalibrationLayer):
     def _gates(self, inputs, training=None):
         """The per-row gate (batch, height, 1, channels) and the per-column gate
         (batch, 1, width, channels), in the statistics dtype."""
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        height = tf.shape(x)[1]
-        rows = tf.reduce_mean(x, axis=2, keepdims=True)  # (B, H, 1, C)
-        cols = tf.reduce_mean(x, axis=1, keepdims=True)  # (B, 1, W, C)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
+        height = keras.ops.shape(x)[1]
+        rows = keras.ops.mean(x, axis=2, keepdims=True)  # (B, H, 1, C)
+        cols = keras.ops.mean(x, axis=1, keepdims=True)  # (B, 1, W, C)
         # Both strips laid along axis 1, as the official code concatenates along H.
-        strips = tf.concat([rows, tf.transpose(cols, (0, 2, 1, 3))], axis=1)
+        strips = keras.ops.concatenate([rows, keras.ops.transpose(cols, (0, 2, 1, 3))], axis=1)
         y = hard_swish(self.bn1(self.conv1(strips), training=training))
         y_h = y[:, :height]
-        y_w = tf.transpose(y[:, height:], (0, 2, 1, 3))  # (B, 1, W, mip)
-        return tf.sigmoid(self.conv_h(y_h)), tf.sigmoid(self.conv_w(y_w))
+        y_w = keras.ops.transpose(y[:, height:], (0, 2, 1, 3))  # (B, 1, W, mip)
+        return keras.ops.sigmoid(self.conv_h(y_h)), keras.ops.sigmoid(self.conv_w(y_w))
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         a_h, a_w = self._gates(x, training=training)
-        return x * tf.cast(a_w, x.dtype) * tf.cast(a_h, x.dtype)
+        return x * keras.ops.cast(a_w, x.dtype) * keras.ops.cast(a_h, x.dtype)
 
     def gates(self, inputs, training: bool = False) -> dict:
         """`{"height": (batch, height, 1, channels), "width": (batch, 1, width, channels)}`."""

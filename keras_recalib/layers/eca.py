@@ -9,7 +9,6 @@ kernel size is the paper's Eq. 12.
 import math
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -128,13 +127,13 @@ class EfficientChannelAttention(RecalibrationLayer):
     def _gate(self, inputs):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
         dtype = self._stats_dtype
-        x = tf.cast(self._prepare_input(inputs), dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), dtype)
         pooled = ops.spatial_mean(x)
-        return tf.sigmoid(ops.channel_conv(pooled, tf.cast(self.kernel, dtype)))
+        return keras.ops.sigmoid(ops.channel_conv(pooled, keras.ops.cast(self.kernel, dtype)))
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        return ops.channel_scale(x, tf.cast(self._gate(x), x.dtype))
+        return ops.channel_scale(x, keras.ops.cast(self._gate(x), x.dtype))
 
     def gates(self, inputs, training: bool = False) -> dict:
         return {"channel": self._gate(inputs)[:, None, None, :]}

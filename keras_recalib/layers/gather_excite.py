@@ -12,7 +12,6 @@ import math
 import numbers
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -209,7 +208,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
     def gather(self, inputs, training=False):
         """The gathered context: (batch, 1, 1, channels) for the global extent, else
         (batch, ceil(height / extent), ceil(width / extent), channels); statistics dtype."""
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         if not self.parametric:
             if self._global:
                 return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
@@ -218,7 +217,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         for i, (conv, bn) in enumerate(zip(self.gather_convs, self.gather_bns, strict=True)):
             x = bn(conv(ops.pad_spatial(x, self._gather_pad)), training=training)
             if i < len(self.gather_convs) - 1 or self.use_mlp:
-                x = tf.nn.relu(x)
+                x = keras.ops.relu(x)
         return x
 
     def _average_pool(self, x):
@@ -226,10 +225,10 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         # TF's "SAME" padding is asymmetric, so pad explicitly and divide by the valid count.
         e = self.extent
         kernel = 2 * e - 1
-        shape = tf.shape(x)
-        ones = tf.ones(tf.stack([1, shape[1], shape[2], 1]), x.dtype)
-        sums = tf.nn.avg_pool2d(ops.pad_spatial(x, e - 1), kernel, e, "VALID")
-        counts = tf.nn.avg_pool2d(ops.pad_spatial(ones, e - 1), kernel, e, "VALID")
+        shape = keras.ops.shape(x)
+        ones = keras.ops.ones((1, shape[1], shape[2], 1), x.dtype)
+        sums = keras.ops.average_pool(ops.pad_spatial(x, e - 1), kernel, e, "valid")
+        counts = keras.ops.average_pool(ops.pad_spatial(ones, e - 1), kernel, e, "valid")
         return sums / counts
 
     def _gate(self, inputs, training=False):
@@ -237,14 +236,16 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         context = self.gather(inputs, training=training)
         if self.use_mlp:
             context = self._excite(context)
-        return tf.sigmoid(context)
+        return keras.ops.sigmoid(context)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         gate = self._gate(x, training=bool(training))
         if self._global:
-            return ops.channel_scale(x, tf.cast(tf.reshape(gate, [-1, x.shape[-1]]), x.dtype))
-        return x * tf.cast(self._upsample(gate, x), x.dtype)
+            return ops.channel_scale(
+                x, keras.ops.cast(keras.ops.reshape(gate, [-1, x.shape[-1]]), x.dtype)
+            )
+        return x * keras.ops.cast(self._upsample(gate, x), x.dtype)
 
     def _upsample(self, gate, x):
         # Nearest-neighbour, as PyTorch's default `F.interpolate`.

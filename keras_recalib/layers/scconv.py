@@ -7,7 +7,6 @@ seed's `SCConv` (split, k1 .. k4, concat) and the official code, MCG-NKU/SCNet (
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -29,13 +28,13 @@ def _average_pool_floor(x, rate):
     batch, height, width, channels = (ops.axis_size(x, a) for a in range(4))
     if isinstance(height, int) and isinstance(width, int):
         window = (min(rate, height), min(rate, width))
-        return tf.nn.avg_pool2d(x, window, window, "VALID")
-    kh, kw = tf.minimum(rate, height), tf.minimum(rate, width)
+        return keras.ops.average_pool(x, window, window, "valid")
+    kh, kw = keras.ops.minimum(rate, height), keras.ops.minimum(rate, width)
     ph, pw = height // kh, width // kw
     x = x[:, : ph * kh, : pw * kw, :]
-    x = tf.reduce_mean(tf.reshape(x, [batch, ph, kh, pw * kw * channels]), axis=2)
-    x = tf.reduce_mean(tf.reshape(x, [batch * ph, pw, kw, channels]), axis=2)
-    return tf.reshape(x, [batch, ph, pw, channels])
+    x = keras.ops.mean(keras.ops.reshape(x, [batch, ph, kh, pw * kw * channels]), axis=2)
+    x = keras.ops.mean(keras.ops.reshape(x, [batch * ph, pw, kw, channels]), axis=2)
+    return keras.ops.reshape(x, [batch, ph, pw, channels])
 
 
 @keras.saving.register_keras_serializable(package="keras_recalib")
@@ -182,7 +181,7 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         pad, _ = torch_padding(conv.kernel_size[0], conv.strides[0])
         y = conv(ops.pad_spatial(x, pad))
         # BN statistics in float32 under mixed precision.
-        return bn(tf.cast(y, self._stats_dtype), training=training)
+        return bn(keras.ops.cast(y, self._stats_dtype), training=training)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
@@ -190,14 +189,16 @@ class SelfCalibratedConv2D(RecalibrationLayer):
         x1, x2 = x[..., :half], x[..., half:]
         stats = self._stats_dtype
 
-        pooled = _average_pool_floor(tf.cast(x1, stats), self.pooling_r)
-        down = self._conv_bn(self.k2_conv, self.k2_bn, tf.cast(pooled, x.dtype), training)
+        pooled = _average_pool_floor(keras.ops.cast(x1, stats), self.pooling_r)
+        down = self._conv_bn(self.k2_conv, self.k2_bn, keras.ops.cast(pooled, x.dtype), training)
         up = ops.resize(down, ops.axis_size(x1, 1), ops.axis_size(x1, 2), self.interpolation)
-        calibration = tf.sigmoid(tf.cast(x1, stats) + up)
+        calibration = keras.ops.sigmoid(keras.ops.cast(x1, stats) + up)
         calibrated = self._conv_bn(self.k3_conv, self.k3_bn, x1, training) * calibration
-        out = self._conv_bn(self.k4_conv, self.k4_bn, tf.cast(calibrated, x.dtype), training)
+        out = self._conv_bn(self.k4_conv, self.k4_bn, keras.ops.cast(calibrated, x.dtype), training)
         plain = self._conv_bn(self.k1_conv, self.k1_bn, x2, training)
-        return tf.concat([tf.cast(out, x.dtype), tf.cast(plain, x.dtype)], axis=-1)
+        return keras.ops.concatenate(
+            [keras.ops.cast(out, x.dtype), keras.ops.cast(plain, x.dtype)], axis=-1
+        )
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = tuple(input_shape)

@@ -7,7 +7,6 @@ code, implus/PytorchInsight (`classification/models/imagenet/resnet_sge.py`,
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -102,37 +101,39 @@ class SpatialGroupEnhance(RecalibrationLayer):
         x = self._prepare_input(inputs)
         dtype = self._stats_dtype
         # Squares of large float16 activations overflow: the similarity is computed in float32.
-        grouped = self._grouped(tf.cast(x, dtype))
-        context = tf.reduce_mean(grouped, axis=1, keepdims=True)
-        similarity = tf.reduce_sum(grouped * context, axis=-1)
+        grouped = self._grouped(keras.ops.cast(x, dtype))
+        context = keras.ops.mean(grouped, axis=1, keepdims=True)
+        similarity = keras.ops.sum(grouped * context, axis=-1)
         mean, var = ops.axis_moments(similarity, 1)
         var = var * ops.bessel_factor(ops.spatial_count(similarity, axes=(1,)), dtype)
         # The official 1 / (std + 1e-5), as rsqrt of its square: int8 TFLite's DIV aborts on a
         # divisor that quantises to zero, RSQRT does not.
-        scale = ops.safe_sqrt(var) + tf.constant(1e-5, dtype)
-        normalised = (similarity - mean) * tf.math.rsqrt(scale * scale)
-        z = normalised * tf.cast(self.weight, dtype) + tf.cast(self.bias, dtype)
-        return tf.sigmoid(z)
+        scale = ops.safe_sqrt(var) + keras.ops.convert_to_tensor(1e-5, dtype)
+        normalised = (similarity - mean) * keras.ops.rsqrt(scale * scale)
+        z = normalised * keras.ops.cast(self.weight, dtype) + keras.ops.cast(self.bias, dtype)
+        return keras.ops.sigmoid(z)
 
     def _grouped(self, x):
         # (B, H, W, C) -> (B, H*W, G, C/G): rank 4 keeps TFLite's reshape and broadcast ops happy.
-        shape = tf.shape(x)
+        shape = keras.ops.shape(x)
         channels = x.shape[-1]
-        return tf.reshape(x, [shape[0], shape[1] * shape[2], self.groups, channels // self.groups])
+        return keras.ops.reshape(
+            x, [shape[0], shape[1] * shape[2], self.groups, channels // self.groups]
+        )
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        gate = tf.cast(self._gate(x), x.dtype)
-        y = ops.gate_product(self._grouped(x), tf.expand_dims(gate, -1))
-        return tf.reshape(y, tf.shape(x))
+        gate = keras.ops.cast(self._gate(x), x.dtype)
+        y = ops.gate_product(self._grouped(x), keras.ops.expand_dims(gate, -1))
+        return keras.ops.reshape(y, keras.ops.shape(x))
 
     def gates(self, inputs, training: bool = False) -> dict:
         """`{"spatial": gate}`, the gate of each group repeated over the group's channels:
         (batch, height, width, channels)."""
         x = self._prepare_input(inputs)
-        gate = tf.repeat(self._gate(x), x.shape[-1] // self.groups, axis=-1)
-        shape = tf.shape(x)
-        return {"spatial": tf.reshape(gate, [shape[0], shape[1], shape[2], x.shape[-1]])}
+        gate = keras.ops.repeat(self._gate(x), x.shape[-1] // self.groups, axis=-1)
+        shape = keras.ops.shape(x)
+        return {"spatial": keras.ops.reshape(gate, [shape[0], shape[1], shape[2], x.shape[-1]])}
 
     def get_config(self):
         config = super().get_config()

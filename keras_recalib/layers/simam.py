@@ -6,7 +6,6 @@ the official code, ZjjConan/SimAM (`simam_module`).
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -67,13 +66,13 @@ class SimAM(RecalibrationLayer):
     def _gate(self, inputs):
         """The (batch, height, width, channels) gate, in the statistics dtype."""
         # Squared deviations of large float16 activations overflow: computed in float32.
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         # sigmoid(d / (4 (sum(d) / n + e_lambda)) + 1/2), d = (x - mean)^2, n = max(HW - 1, 1).
         return ops.energy_gate(x, self.e_lambda)
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        return x * tf.cast(self._gate(x), x.dtype)
+        return x * keras.ops.cast(self._gate(x), x.dtype)
 
     def gates(self, inputs, training: bool = False) -> dict:
         return {"element": self._gate(inputs)}

@@ -7,7 +7,6 @@ of the SRM repository, hyunjaelee410/style-based-recalibration-module
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -85,12 +84,12 @@ class SqueezeExcitation(ExcitationMLP, RecalibrationLayer):
 
     def _gate(self, inputs):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
-        return tf.sigmoid(self._excite(ops.spatial_mean(x)))
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
+        return keras.ops.sigmoid(self._excite(ops.spatial_mean(x)))
 
     def call(self, inputs):
         x = self._prepare_input(inputs)
-        return ops.channel_scale(x, tf.cast(self._gate(x), x.dtype))
+        return ops.channel_scale(x, keras.ops.cast(self._gate(x), x.dtype))
 
     def gates(self, inputs, training: bool = False) -> dict:
         return {"channel": self._gate(inputs)[:, None, None, :]}

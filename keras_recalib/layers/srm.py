@@ -6,7 +6,6 @@ hyunjaelee410/style-based-recalibration-module (`models/recalibration_modules.py
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -118,7 +117,7 @@ class StyleRecalibration(RecalibrationLayer):
     def style_features(self, inputs):
         """The (batch, channels) mean and std that style pooling extracts."""
         # Squares of large float16 activations overflow: the statistics run in float32.
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         mean, var = ops.spatial_moments(x)
         if self.unbiased:
             var = var * ops.bessel_factor(ops.spatial_count(x), x.dtype)
@@ -131,9 +130,9 @@ class StyleRecalibration(RecalibrationLayer):
         moving statistics and scale folded in; without it the bias is zero.
         """
         dtype = self._stats_dtype
-        w = tf.cast(self.cfc, dtype)
+        w = keras.ops.cast(self.cfc, dtype)
         if self.bn is None:
-            return w[:, 0], w[:, 1], tf.zeros_like(w[:, 0])
+            return w[:, 0], w[:, 1], keras.ops.zeros_like(w[:, 0])
         scale, shift = ops.fold_batch_norm(self.bn, dtype)
         return w[:, 0] * scale, w[:, 1] * scale, shift
 
@@ -141,17 +140,17 @@ class StyleRecalibration(RecalibrationLayer):
         """The (batch, channels) gate in [0, 1], in the statistics dtype."""
         mean, std = self.style_features(inputs)
         if self.bn is not None and training and self.trainable:
-            w = tf.cast(self.cfc, mean.dtype)
+            w = keras.ops.cast(self.cfc, mean.dtype)
             z = self.bn(mean * w[:, 0] + std * w[:, 1], training=True)
         else:
             a, b, c = self.effective_weights()
             z = mean * a + std * b + c
-        return tf.sigmoid(z)
+        return keras.ops.sigmoid(z)
 
     def call(self, inputs, training=None):
         x = self._prepare_input(inputs)
         gate = self._gate(x, training=bool(training))
-        return ops.channel_scale(x, tf.cast(gate, x.dtype))
+        return ops.channel_scale(x, keras.ops.cast(gate, x.dtype))
 
     def gates(self, inputs, training: bool = False) -> dict:
         gate = self._gate(inputs, training=training)

@@ -8,7 +8,6 @@ names `ChannelGateH`, `ChannelGateW`, `SpatialGate`).
 """
 
 import keras
-import tensorflow as tf
 
 from keras_recalib import _validation as v
 from keras_recalib import ops
@@ -153,18 +152,18 @@ class TripletAttention(RecalibrationLayer):
         (batch, 1, width, channels) for `cw`, (batch, height, 1, channels) for `hc`,
         (batch, height, width, 1) for `hw`."""
         axis, to_plane, from_plane, transposed = _BRANCHES[name]
-        x = tf.cast(self._prepare_input(inputs), self._stats_dtype)
+        x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         maximum, mean = ops.z_pool(x, axis)
         if to_plane is not None:
-            maximum = tf.transpose(maximum, to_plane)
-            mean = tf.transpose(mean, to_plane)
-        kernel = tf.cast(getattr(self, f"{name}_kernel"), x.dtype)
+            maximum = keras.ops.transpose(maximum, to_plane)
+            mean = keras.ops.transpose(mean, to_plane)
+        kernel = keras.ops.cast(getattr(self, f"{name}_kernel"), x.dtype)
         if transposed:
-            kernel = tf.transpose(kernel, (1, 0, 2, 3))
+            kernel = keras.ops.transpose(kernel, (1, 0, 2, 3))
         bn = getattr(self, f"{name}_bn")
         gate = zpool_gate(maximum, mean, kernel, bn, training and self.trainable)
         if from_plane is not None:
-            gate = tf.transpose(gate, from_plane)
+            gate = keras.ops.transpose(gate, from_plane)
         return gate
 
     def call(self, inputs, training=None):
@@ -174,10 +173,10 @@ class TripletAttention(RecalibrationLayer):
         # The official mean of the rotated-back outputs, each term scaled first so that the
         # partial sums stay within |x| (no float16 overflow).
         weight = 1.0 / len(gates)
-        output = x * tf.cast(gates[0] * weight, x.dtype)
+        output = x * keras.ops.cast(gates[0] * weight, x.dtype)
         for gate in gates[1:]:
             # Binary adds rather than tf.add_n: TFLite's ADD_N has no int8 kernel.
-            output = output + x * tf.cast(gate * weight, x.dtype)
+            output = output + x * keras.ops.cast(gate * weight, x.dtype)
         return output
 
     def gates(self, inputs, training: bool = False) -> dict:

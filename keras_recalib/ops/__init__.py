@@ -1,11 +1,12 @@
 """The primitives the layers' mathematics is written in, and the one switch for fast paths.
 
 Like `keras.ops`, each primitive is declared here once, with its semantics; an implementation
-module computes it. `_reference` states the semantics in plain TensorFlow (`tf.nn.moments`,
-reductions, broadcast products, `tf.nn.conv2d`); `_tensorflow` holds the fast formulations
-(whole-map pooling in graph mode and exports, XLA partial sums and shifted taps, optimisation
-barriers, analytic gradients) and is the only module that touches non-public TensorFlow APIs.
-Nothing above this package knows which one runs.
+module computes it. `_reference` states the semantics in `keras.ops` (two-pass moments as
+`tf.nn.moments` computes them, reductions, broadcast products, convolutions) and is what runs on
+JAX and PyTorch; `_tensorflow` holds TensorFlow's fast formulations (whole-map pooling in graph
+mode and exports, XLA partial sums and shifted taps, optimisation barriers, analytic gradients)
+and is the only module that imports TensorFlow or touches its non-public APIs. Nothing above
+this package knows which one runs.
 
 The switch: fast paths are on by default; `set_fast_paths(False)`, the `fast_paths(False)`
 context manager, or the environment variable `KERAS_RECALIB_FAST_PATHS=0` select the reference
@@ -13,22 +14,26 @@ implementations. The choice is made when a function is traced (a `tf.function` k
 implementation it was traced with), and it never changes what is computed, only how: the
 equivalence tests in tests/test_ops.py compare the two, forward and gradient.
 
-A second backend plugs in with one entry in `_IMPLEMENTATIONS`: a module that defines any of
-the dispatched primitives (the rest fall back to the reference).
+A backend gets fast paths with one entry in `_IMPLEMENTATIONS`: the name of a module that
+defines any of the dispatched primitives (the rest fall back to the reference). Only the active
+backend's module is imported, so JAX and PyTorch users need no TensorFlow.
 """
 
 import contextlib
+import importlib
 import os
 
-from keras_recalib.ops import _reference, _tensorflow
+import keras
+
+from keras_recalib.ops import _reference
 from keras_recalib.ops._reference import (
     axis_size,
     bessel_factor,
+    dtype_of,
     fold_batch_norm,
+    linear_taps,
     nearest_indices,
     pad_spatial,
-    resize,
-    resize_axis,
     safe_sqrt,
     spatial_count,
     sqrt_plus_epsilon,
@@ -41,11 +46,13 @@ __all__ = [
     "bessel_factor",
     "channel_conv",
     "channel_scale",
+    "dtype_of",
     "energy_gate",
     "fast_paths",
     "fast_paths_enabled",
     "fold_batch_norm",
     "gate_product",
+    "gather",
     "nearest_indices",
     "pad_spatial",
     "plane_conv",
@@ -63,9 +70,12 @@ __all__ = [
     "zpool_conv",
 ]
 
-# backend name -> module of fast implementations
-_IMPLEMENTATIONS = {"tensorflow": _tensorflow}
-_BACKEND = "tensorflow"
+# backend name -> module of fast implementations (imported for the active backend only)
+_IMPLEMENTATIONS = {"tensorflow": "keras_recalib.ops._tensorflow"}
+_BACKEND = keras.backend.backend()
+_fast_module = (
+    importlib.import_module(_IMPLEMENTATIONS[_BACKEND]) if _BACKEND in _IMPLEMENTATIONS else None
+)
 _fast = os.environ.get("KERAS_RECALIB_FAST_PATHS", "1").strip().lower() not in ("0", "false")
 
 
@@ -94,13 +104,14 @@ def fast_paths(enabled):
 
 
 def available():
-    """What the active backend's fast module found of the non-public APIs it relies on."""
-    return _IMPLEMENTATIONS[_BACKEND].available()
+    """What the active backend's fast module found of the non-public APIs it relies on (an
+    empty dict for a backend without fast paths)."""
+    return {} if _fast_module is None else _fast_module.available()
 
 
 def _impl(name):
-    if _fast:
-        fast = getattr(_IMPLEMENTATIONS[_BACKEND], name, None)
+    if _fast and _fast_module is not None:
+        fast = getattr(_fast_module, name, None)
         if fast is not None:
             return fast
     return getattr(_reference, name)
@@ -111,8 +122,9 @@ def _impl(name):
 
 def spatial_moments(x):
     """Per-(batch, channel) mean and biased variance over height and width of an NHWC tensor:
-    `tf.nn.moments(x, axes=[1, 2])`, two (batch, channels) tensors. The gradient is that of
-    `tf.nn.moments` (the variance's derivative through the mean is zero)."""
+    `tf.nn.moments(x, axes=[1, 2])` (two passes: the mean, then the mean squared deviation),
+    two (batch, channels) tensors, on every backend. The gradient is that of `tf.nn.moments`
+    (the variance's derivative through the mean is zero)."""
     return _impl("spatial_moments")(x)
 
 
@@ -146,6 +158,12 @@ def gate_product(x, gate):
 def store_once(tensor):
     """`tensor`, unchanged; a hint that a small statistic is to be computed once and stored."""
     return _impl("store_once")(tensor)
+
+
+def gather(x, indices, axis):
+    """The slices of `x` at non-negative integer `indices` along `axis` (`keras.ops.take`
+    without its wrapping of negative indices)."""
+    return _impl("gather")(x, indices, axis)
 
 
 def z_pool(x, axis):
@@ -183,3 +201,26 @@ def zpool_conv(maximum, mean, kernel):
     much narrower than the max, would lose its precision.
     """
     return plane_conv(maximum, kernel[:, :, 0, 0]) + plane_conv(mean, kernel[:, :, 1, 0])
+
+
+def resize_axis(x, out_size, axis, interpolation="nearest"):
+    """Resizes NHWC `x` along `axis` (1 or 2) to `out_size` like PyTorch's `F.interpolate`.
+
+    Built from gathers, which (unlike TensorFlow's ResizeNearestNeighbor gradient) compile
+    under XLA and convert to TFLite built-in ops.
+    """
+    in_size = axis_size(x, axis)
+    if interpolation == "nearest":
+        return gather(x, nearest_indices(in_size, out_size), axis)
+    lower, upper, weight = linear_taps(in_size, out_size)
+    weight = keras.ops.reshape(
+        keras.ops.cast(weight, x.dtype), (-1, 1, 1) if axis == 1 else (-1, 1)
+    )
+    low = gather(x, lower, axis)
+    return low + (gather(x, upper, axis) - low) * weight
+
+
+def resize(x, height, width, interpolation="nearest"):
+    """Resizes NHWC `x` to (height, width) like PyTorch's `F.interpolate` (default: nearest)."""
+    x = resize_axis(x, height, 1, interpolation)
+    return resize_axis(x, width, 2, interpolation)

@@ -1,29 +1,34 @@
-"""The primitives' reference implementations: their semantics, in plain TensorFlow.
+"""The primitives' reference implementations: their semantics, in `keras.ops`.
 
-Each function is the straightforward formulation (`tf.nn.moments`, `tf.reduce_sum`, a broadcast
-product, `tf.nn.conv2d`) with TensorFlow's own gradients. `_tensorflow` holds the fast
-formulations of some of them, which must compute the same numbers; `keras_recalib.ops`
-chooses between the two.
+Each function is the straightforward formulation (two-pass moments as `tf.nn.moments` computes
+them, reductions, a broadcast product, a convolution) with the backend's own gradients. It is
+the implementation on JAX and PyTorch, and on TensorFlow wherever `_tensorflow` has no faster
+formulation (which must compute the same numbers); `keras_recalib.ops` chooses between the two.
 """
 
+import ml_dtypes
 import numpy as np
-import tensorflow as tf
+from keras import backend, ops
 
 # --- counts and roots ------------------------------------------------------------------------
 
 
+def dtype_of(x):
+    """The dtype of a tensor of any backend, by name ("float32", ...)."""
+    return backend.standardize_dtype(x.dtype)
+
+
 def spatial_count(x, axes=(1, 2)):
     """Number of elements reduced over `axes`, as a Python int when static."""
-    shape = x.shape
-    if all(shape[a] is not None for a in axes):
+    shape = ops.shape(x)
+    if all(isinstance(shape[a], int) for a in axes):
         count = 1
         for a in axes:
             count *= int(shape[a])
         return count
-    dynamic = tf.shape(x)
-    count = dynamic[axes[0]]
+    count = shape[axes[0]]
     for a in axes[1:]:
-        count = count * dynamic[a]
+        count = count * shape[a]
     return count
 
 
@@ -34,18 +39,18 @@ def bessel_factor(count, dtype):
     as 0 instead so a 1x1 feature map keeps a finite output.
     """
     if isinstance(count, int):
-        return tf.constant(count / max(count - 1, 1), dtype)
-    n = tf.cast(count, dtype)
-    return n / tf.maximum(n - 1.0, 1.0)
+        return ops.convert_to_tensor(count / max(count - 1, 1), dtype)
+    n = ops.cast(count, dtype)
+    return n / ops.maximum(n - 1.0, 1.0)
 
 
 def safe_sqrt(value):
     """sqrt(value) for value >= 0 whose gradient at 0 is 0 instead of inf (then NaN)."""
     positive = value > 0
     # Scalar branches broadcast: `zeros_like` would stay a float op in int8 TFLite graphs.
-    one = tf.constant(1.0, value.dtype)
-    root = tf.sqrt(tf.where(positive, value, one))
-    return tf.where(positive, root, tf.constant(0.0, value.dtype))
+    one = ops.convert_to_tensor(1.0, dtype_of(value))
+    root = ops.sqrt(ops.where(positive, value, one))
+    return ops.where(positive, root, ops.convert_to_tensor(0.0, dtype_of(value)))
 
 
 def sqrt_plus_epsilon(var, epsilon):
@@ -57,35 +62,46 @@ def sqrt_plus_epsilon(var, epsilon):
     which XNNPACK does not delegate, in TFLite). A denormal epsilon may be flushed to zero, so
     it must be a normal number to count.
     """
-    eps = tf.constant(epsilon, var.dtype)
-    positive = epsilon >= np.finfo(var.dtype.as_numpy_dtype).tiny
-    return tf.sqrt(var + eps) if positive else safe_sqrt(var + eps)
+    eps = ops.convert_to_tensor(epsilon, dtype_of(var))
+    positive = epsilon >= ml_dtypes.finfo(dtype_of(var)).tiny
+    return ops.sqrt(var + eps) if positive else safe_sqrt(var + eps)
 
 
 # --- spatial statistics ----------------------------------------------------------------------
 
 
+def _moments(x, axes, keepdims):
+    # tf.nn.moments' two passes: the mean, then the mean squared deviation from it, with the
+    # mean held constant (the variance's derivative through the mean is zero anyway).
+    # `keras.ops.moments` computes E[x^2] - E[x]^2 instead, which cancels catastrophically
+    # when the mean is large against the std.
+    mean = ops.mean(x, axis=axes, keepdims=True)
+    deviation = x - ops.stop_gradient(mean)
+    var = ops.mean(deviation * deviation, axis=axes, keepdims=keepdims)
+    return (mean if keepdims else ops.squeeze(mean, axes)), var
+
+
 def spatial_moments(x):
-    return tf.nn.moments(x, axes=[1, 2])
+    return _moments(x, (1, 2), keepdims=False)
 
 
 def spatial_sum(x):
-    return tf.reduce_sum(x, axis=[1, 2])
+    return ops.sum(x, axis=(1, 2))
 
 
 def spatial_mean(x):
-    return tf.reduce_mean(x, axis=[1, 2])
+    return ops.mean(x, axis=(1, 2))
 
 
 def axis_moments(x, axis):
-    return tf.nn.moments(x, axes=[axis], keepdims=True)
+    return _moments(x, (axis,), keepdims=True)
 
 
 # --- gating products -------------------------------------------------------------------------
 
 
 def channel_scale(x, gate):
-    return x * tf.reshape(gate, [-1, 1, 1, gate.shape[-1]])
+    return x * ops.reshape(gate, (-1, 1, 1, gate.shape[-1]))
 
 
 def gate_product(x, gate):
@@ -97,31 +113,36 @@ def store_once(tensor):
 
 
 def z_pool(x, axis):
-    maximum = tf.reduce_max(x, axis=axis, keepdims=True)
-    return maximum, tf.reduce_mean(x, axis=axis, keepdims=True)
+    maximum = ops.max(x, axis=axis, keepdims=True)
+    return maximum, ops.mean(x, axis=axis, keepdims=True)
 
 
 # --- convolutions ----------------------------------------------------------------------------
 
 
 def plane_conv(plane, taps):
-    return tf.nn.conv2d(plane, taps[:, :, None, None], 1, "SAME")
+    k = int(taps.shape[0])
+    return ops.conv(plane, ops.reshape(taps, (k, k, 1, 1)), 1, "same")
 
 
 def channel_conv(values, taps):
     channels = values.shape[-1]
     k = int(taps.shape[0])
-    mixed = tf.nn.conv2d(
-        tf.reshape(values, [-1, 1, channels, 1]), tf.reshape(taps, [1, k, 1, 1]), 1, "SAME"
+    mixed = ops.conv(
+        ops.reshape(values, (-1, 1, channels, 1)), ops.reshape(taps, (1, k, 1, 1)), 1, "same"
     )
-    return tf.reshape(mixed, [-1, channels])
+    return ops.reshape(mixed, (-1, channels))
+
+
+def gather(x, indices, axis):
+    return ops.take(x, indices, axis=axis)
 
 
 def pad_spatial(x, pad):
     """Zero-pads an NHWC tensor by `pad` on each side of height and width."""
     if not pad:
         return x
-    return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
 
 # --- SimAM's energy gate ---------------------------------------------------------------------
@@ -130,10 +151,11 @@ def pad_spatial(x, pad):
 def energy_gate(x, e_lambda):
     mean, var = spatial_moments(x)
     channels = x.shape[-1]
-    count = tf.cast(spatial_count(x), x.dtype)
-    energy = var * (count / tf.maximum(count - 1.0, 1.0)) + e_lambda
-    d = tf.square(x - tf.reshape(mean, [-1, 1, 1, channels]))
-    return tf.sigmoid(d / tf.reshape(4.0 * energy, [-1, 1, 1, channels]) + 0.5)
+    count = ops.cast(spatial_count(x), x.dtype)
+    energy = var * (count / ops.maximum(count - 1.0, 1.0)) + e_lambda
+    centred = x - ops.reshape(mean, (-1, 1, 1, channels))
+    d = centred * centred
+    return ops.sigmoid(d / ops.reshape(4.0 * energy, (-1, 1, 1, channels)) + 0.5)
 
 
 # --- batch normalisation ---------------------------------------------------------------------
@@ -146,21 +168,21 @@ def fold_batch_norm(bn, dtype):
     scale = gamma / sqrt(moving_variance + epsilon), shift = beta - moving_mean * scale; a BN
     without scale (`scale=False`) or offset (`center=False`) leaves gamma = 1 or beta = 0.
     """
-    scale = tf.math.rsqrt(tf.cast(bn.moving_variance, dtype) + bn.epsilon)
+    scale = ops.rsqrt(ops.cast(bn.moving_variance, dtype) + bn.epsilon)
     if bn.scale:
-        scale = scale * tf.cast(bn.gamma, dtype)
-    mean = tf.cast(bn.moving_mean, dtype) * scale
-    shift = tf.cast(bn.beta, dtype) - mean if bn.center else -mean
+        scale = scale * ops.cast(bn.gamma, dtype)
+    mean = ops.cast(bn.moving_mean, dtype) * scale
+    shift = ops.cast(bn.beta, dtype) - mean if bn.center else -mean
     return scale, shift
 
 
-# --- PyTorch-exact resampling ----------------------------------------------------------------
+# --- PyTorch-exact resampling (the gathers are `keras_recalib.ops.resize_axis`) ---------------
 
 
 def axis_size(x, axis):
     """A static axis length as a Python int, else the dynamic one."""
     static = x.shape[axis]
-    return int(static) if static is not None else tf.shape(x)[axis]
+    return int(static) if static is not None else ops.shape(x)[axis]
 
 
 def source_coordinates(in_size, out_size, interpolation):
@@ -176,17 +198,17 @@ def source_coordinates(in_size, out_size, interpolation):
         if interpolation == "nearest":
             return dst * scale
         return np.maximum((dst + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
-    dst = tf.cast(tf.range(out_size), tf.float32)
-    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    dst = ops.cast(ops.arange(out_size), "float32")
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
     if interpolation == "nearest":
         return dst * scale
-    return tf.maximum((dst + 0.5) * scale - 0.5, 0.0)
+    return ops.maximum((dst + 0.5) * scale - 0.5, 0.0)
 
 
 def _lower_index(source, in_size):
     if isinstance(source, np.ndarray):
         return np.minimum(np.floor(source).astype(np.int32), in_size - 1)
-    return tf.minimum(tf.cast(tf.floor(source), tf.int32), in_size - 1)
+    return ops.minimum(ops.cast(ops.floor(source), "int32"), in_size - 1)
 
 
 def nearest_indices(in_size, out_size):
@@ -205,26 +227,5 @@ def linear_taps(in_size, out_size):
     if isinstance(source, np.ndarray):
         weight = np.clip(source - lower.astype(np.float32), 0.0, 1.0)
         return lower, np.minimum(lower + 1, in_size - 1), weight
-    weight = tf.clip_by_value(source - tf.cast(lower, tf.float32), 0.0, 1.0)
-    return lower, tf.minimum(lower + 1, in_size - 1), weight
-
-
-def resize_axis(x, out_size, axis, interpolation="nearest"):
-    """Resizes NHWC `x` along `axis` (1 or 2) to `out_size` like PyTorch's `F.interpolate`.
-
-    Built from gathers, which (unlike ResizeNearestNeighbor's gradient) compile under XLA and
-    convert to TFLite built-in ops.
-    """
-    in_size = axis_size(x, axis)
-    if interpolation == "nearest":
-        return tf.gather(x, nearest_indices(in_size, out_size), axis=axis)
-    lower, upper, weight = linear_taps(in_size, out_size)
-    weight = tf.reshape(tf.cast(weight, x.dtype), [-1, 1, 1] if axis == 1 else [-1, 1])
-    low = tf.gather(x, lower, axis=axis)
-    return low + (tf.gather(x, upper, axis=axis) - low) * weight
-
-
-def resize(x, height, width, interpolation="nearest"):
-    """Resizes NHWC `x` to (height, width) like PyTorch's `F.interpolate` (default: nearest)."""
-    x = resize_axis(x, height, 1, interpolation)
-    return resize_axis(x, width, 2, interpolation)
+    weight = ops.clip(source - ops.cast(lower, "float32"), 0.0, 1.0)
+    return lower, ops.minimum(lower + 1, in_size - 1), weight

@@ -1,8 +1,11 @@
 """TensorFlow's fast implementations of the primitives: the package's one place for speed tricks.
 
-Every function here computes what its namesake in `_reference` computes (equivalence-tested in
-tests/test_ops.py, forward and gradient, graph mode and XLA) and is chosen over it by the one
-switch in `keras_recalib.ops` (`set_fast_paths`). What the tricks are:
+Every function here computes what its namesake in `_reference` (written in `keras.ops`)
+computes (equivalence-tested in tests/test_ops.py, forward and gradient, graph mode and XLA) and
+is chosen over it by the one switch in `keras_recalib.ops` (`set_fast_paths`). Where a fast
+path does not apply, the moments fall back to `tf.nn.moments` itself (the reference's numbers
+in TensorFlow's own ops, which int8 TFLite quantizes as before) and the rest to the reference.
+What the tricks are:
 
 - Graph mode, eager and everything exported (SavedModel, TFLite): spatial statistics as
   whole-map average poolings (a oneDNN kernel in graph mode, AVERAGE_POOL_2D in TFLite,
@@ -212,7 +215,8 @@ def _shifted_moments(x):
 
 def spatial_moments(x):
     if not _static_spatial(x):
-        return _reference.spatial_moments(x)
+        # tf.nn.moments itself: the reference's numbers, in TensorFlow's own ops.
+        return tf.nn.moments(x, axes=[1, 2])
     if in_xla_context():
         return _shifted_moments(x)
     return _pooled_moments(x)
@@ -236,7 +240,7 @@ def axis_moments(x, axis):
     # Only under XLA: in graph mode and exports tf.nn.moments' own ops are kept, since int8
     # TFLite measured more accurate with them (cosine 0.9992 against 0.9970 for SGE).
     if not in_xla_context() or x.shape.rank != 3 or axis != 1 or x.shape[1] is None:
-        return _reference.axis_moments(x, axis)
+        return tf.nn.moments(x, axes=[axis], keepdims=True)
     mean, var = spatial_moments(tf.expand_dims(x, 2))  # (B, N, 1, G): N as the height
     return tf.expand_dims(mean, 1), tf.expand_dims(var, 1)
 
@@ -267,6 +271,13 @@ def channel_scale(x, gate):
 
 def gate_product(x, gate):
     return x * store_once(gate)
+
+
+def gather(x, indices, axis):
+    # tf.gather itself: keras.ops.take adds a LESS and a SELECT_V2 per gather that wrap
+    # negative indices, which these never are, and which stay in a TFLite graph whose
+    # spatial size is unknown (the indices are then computed, not constants).
+    return tf.gather(x, indices, axis=axis)
 
 
 def z_pool(x, axis):
