@@ -211,7 +211,7 @@ class GatherExcite(ExcitationMLP, RecalibrationLayer):
         x = keras.ops.cast(self._prepare_input(inputs), self._stats_dtype)
         if not self.parametric:
             if self._global:
-                return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+                return keras.ops.mean(x, axis=(1, 2), keepdims=True)
             return self._average_pool(x)
         self._check_spatial_size(x)
         for i, (conv, bn) in enumerate(zip(self.gather_convs, self.gather_bns, strict=True)):
