@@ -776,9 +776,9 @@ def format_results(results, markdown=False):
             versus = f"{comparison['mean_difference']:+.3f}"
         else:
             word = "exceeds" if comparison["exceeds_spread"] else "within"
-            if comparison["borderline"]:
-                word = "borderline:"
             versus = f"{comparison['mean_difference']:+.3f} ({word} 2x spread)"
+            if comparison["borderline"]:
+                versus = f"{comparison['mean_difference']:+.3f} (borderline: too close to call)"
         rows.append(
             [
                 _label(entry["module"]),
