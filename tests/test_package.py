@@ -1,6 +1,5 @@
 """Package-level behaviour: registration, factory (backends: tests/test_backends.py)."""
 
-
 import keras
 import pytest
 
