@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from contract_utils import random_inputs, randomize_weights
+from test_inspect import gated_model
 
 import keras_recalib as kr
 from keras_recalib import cli
@@ -373,17 +374,6 @@ def test_export_calibration_from_an_image_folder(tmp_path, capsys):
 
 
 # --- inspect ------------------------------------------------------------------------------------
-
-
-def gated_model():
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(6, 1, name="stem")(inputs)
-    srm = kr.StyleRecalibration(name="srm")
-    x = srm(x)
-    srm.cfc.assign(np.random.default_rng(0).normal(size=(6, 2)))
-    inner_inputs = keras.Input((8, 8, 6))
-    inner = keras.Model(inner_inputs, kr.StyleRecalibration(name="inner_srm")(inner_inputs))
-    return keras.Model(inputs, inner(x))
 
 
 def test_inspect_prints_a_table_and_plots(tmp_path, capsys):

@@ -20,7 +20,7 @@ from keras_recalib.cli._common import (
     single_input_shape,
 )
 
-HELP = "Export a .keras model to SavedModel and/or TFLite."
+HELP = "Export a .keras model to SavedModel, TFLite and/or ONNX, and verify the files."
 
 
 def add_arguments(parser):

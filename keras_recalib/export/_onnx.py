@@ -23,9 +23,10 @@ import keras
 import numpy as np
 
 from keras_recalib._quantization import get_spec
-from keras_recalib.export._convert import _check_model, _describe, _input_signature
+from keras_recalib.export._convert import _check_model, _input_signature
 from keras_recalib.export._verify import (
     VerificationReport,
+    check_inputs,
     check_repeats,
     compare_outputs,
     median_latency_ms,
@@ -245,12 +246,7 @@ def verify_onnx(
     Raises:
         ValueError: bad arguments, a file that is not ONNX, or the `onnx` extra not installed.
     """
-    inputs = np.asarray(inputs, np.float32)
-    if inputs.ndim < 2 or len(inputs) == 0:
-        raise ValueError(
-            "Argument `inputs` must be a non-empty batch of samples. "
-            f"Received: inputs={_describe(inputs)}"
-        )
+    inputs = check_inputs(inputs)
     check_repeats(repeats)
     path = _check_onnx_path("onnx_path", onnx_path)
     onnx, onnxruntime = _require("ONNX verification", "onnx", "onnxruntime")

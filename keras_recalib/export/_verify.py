@@ -103,6 +103,17 @@ def compare_outputs(actual, expected) -> tuple[float, float, float | None]:
     return float(np.max(np.abs(actual - expected))), cosine, top1
 
 
+def check_inputs(inputs) -> np.ndarray:
+    """`inputs` as a float32 batch; a ValueError unless it is a non-empty batch of samples."""
+    inputs = np.asarray(inputs, np.float32)
+    if inputs.ndim < 2 or len(inputs) == 0:
+        raise ValueError(
+            "Argument `inputs` must be a non-empty batch of samples. "
+            f"Received: inputs=<array of shape {inputs.shape}>"
+        )
+    return inputs
+
+
 def check_repeats(repeats) -> None:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(
@@ -230,12 +241,7 @@ def verify_tflite(
         full-integer model, file size, median latency, and whether the file meets its mode's
         contract (`meets_contract`).
     """
-    inputs = np.asarray(inputs, np.float32)
-    if inputs.ndim < 2 or len(inputs) == 0:
-        raise ValueError(
-            "Argument `inputs` must be a non-empty batch of samples. "
-            f"Received: inputs=<array of shape {inputs.shape}>"
-        )
+    inputs = check_inputs(inputs)
     check_repeats(repeats)
     path = pathlib.Path(tflite_path)
     if not path.is_file():
