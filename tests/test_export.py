@@ -159,6 +159,8 @@ def test_convert_and_verify_every_quantization(classifier, converted, quantizati
     assert report.quantization == quantization and report.min_cosine == spec.min_cosine
     assert report.file_size_bytes == path.stat().st_size > 0
     assert report.op_counts.get("LOGISTIC") == 1  # SRM's gate made it in
+    # SRM's moments traced for TFLite: two MEANs (and the classifier's pooling), no pooling.
+    assert report.op_counts.get("MEAN") == 3 and "AVERAGE_POOL_2D" not in report.op_counts
     assert not any(op.startswith("Flex") for op in report.op_counts)
     assert report.median_latency_ms > 0
     if quantization == "none":

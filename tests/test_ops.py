@@ -28,10 +28,23 @@ from keras_recalib.ops import _tensorflow
 # The seam's TensorFlow side: fast paths against the reference, traced graphs and HLO.
 pytestmark = pytest.mark.tensorflow_only
 
+
+def _traced_for_tflite(f):
+    """Graph mode traced as `export.convert_tflite` traces (`ops.traced_for("tflite")`)."""
+    fn = tf.function(f)
+
+    def call(*tensors):
+        with ops.traced_for("tflite"):
+            return fn(*tensors)
+
+    return call
+
+
 _MODES = {
     "eager": lambda f: f,
     "graph": tf.function,
     "xla": lambda f: tf.function(f, jit_compile=True),
+    "tflite": _traced_for_tflite,
 }
 
 
@@ -123,7 +136,7 @@ def test_fast_implementation_with_an_unknown_spatial_size(name):
             np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-5 * (1 + np.abs(e).max()))
 
 
-@pytest.mark.parametrize("mode", list(_MODES))
+@pytest.mark.parametrize("mode", [m for m in _MODES if m != "tflite"])
 def test_fast_moments_match_float64_with_a_large_offset(mode):
     rng = np.random.default_rng(0)
     # 9 x 7 = 63 pixels: seven chunks of 8 and a remainder in the XLA path.
@@ -139,6 +152,26 @@ def test_fast_moments_match_float64_with_a_large_offset(mode):
     error = np.max(np.abs(np.asarray(var, np.float64) - exact_var))
     bound = 1e-5 * exact_var.max() if mode == "xla" else 2 * reference_error + 1e-9
     assert error <= bound
+
+
+@pytest.mark.parametrize("ratio", [0.0, 3.0, 30.0])
+def test_tflite_one_pass_moments_error_grows_only_with_the_mean_to_std_ratio(ratio):
+    # TFLite's formulation is mean(x^2) - mean(x)^2: its float32 error, relative to the
+    # variance, is bounded by a few ulps times 1 + (mean / std)^2. Recalibration gates see BN
+    # outputs, whose |mean| is of the order of their std (ratio <= 3 here, within 1e-6).
+    rng = np.random.default_rng(1)
+    x = (ratio + rng.standard_normal((2, 56, 56, 8))).astype("float32")
+    exact_var = x.astype(np.float64).var(axis=(1, 2))
+    _, var = _traced_for_tflite(ops.spatial_moments)(tf.constant(x))
+    relative = np.max(np.abs(np.asarray(var, np.float64) - exact_var) / exact_var)
+    assert relative <= 3e-7 * (1 + ratio**2) * np.log2(56 * 56)
+    assert np.all(np.asarray(var) >= 0)
+
+
+def test_tflite_moments_are_refused_for_an_unknown_runtime():
+    with pytest.raises(ValueError, match="runtime='onnx'"):
+        with ops.traced_for("onnx"):
+            pass
 
 
 # Plane shapes reaching every formulation of `plane_conv`: thin planes either way round
@@ -221,6 +254,13 @@ def test_graph_mode_pools_and_xla_sums_partials():
     with ops.fast_paths(False):
         reference_ops = _op_types(ops.spatial_moments, x)
     assert "AvgPool" not in reference_ops and "Mean" in reference_ops
+    # Traced for TFLite: two MEANs and a square, no full-size subtraction of the mean.
+    with ops.traced_for("tflite"):
+        tflite_graph = tf.function(ops.spatial_moments).get_concrete_function(x).graph
+    tflite_ops = [op.type for op in tflite_graph.get_operations()]
+    assert "AvgPool" not in tflite_ops and tflite_ops.count("Mean") == 2
+    subtractions = [op for op in tflite_graph.get_operations() if op.type == "Sub"]
+    assert all(op.outputs[0].shape.as_list() == [2, 4] for op in subtractions)
 
 
 def test_thin_planes_take_the_banded_convolution():

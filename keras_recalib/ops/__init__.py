@@ -14,6 +14,9 @@ implementations. The choice is made when a function is traced (a `tf.function` k
 implementation it was traced with), and it never changes what is computed, only how: the
 equivalence tests in tests/test_ops.py compare the two, forward and gradient.
 
+Formulations can also depend on the runtime a function is traced for: `traced_for("tflite")`
+(which `export.convert_tflite` uses) selects the ones measured fastest in TFLite.
+
 A backend gets fast paths with one entry in `_IMPLEMENTATIONS`: the name of a module that
 defines any of the dispatched primitives (the rest fall back to the reference). Only the active
 backend's module is imported, so JAX and PyTorch users need no TensorFlow.
@@ -38,6 +41,7 @@ from keras_recalib.ops._reference import (
     spatial_count,
     sqrt_plus_epsilon,
 )
+from keras_recalib.ops._target import traced_for
 
 __all__ = [
     "available",
@@ -66,6 +70,7 @@ __all__ = [
     "spatial_sum",
     "sqrt_plus_epsilon",
     "store_once",
+    "traced_for",
     "z_pool",
     "zpool_conv",
 ]

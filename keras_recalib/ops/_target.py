@@ -1,0 +1,33 @@
+"""The runtime a function is being traced for, read by the fast implementations.
+
+Some formulations are fastest in one runtime only: a statistic TensorFlow's oneDNN kernels run
+fastest as a whole-map average pooling is fastest in TFLite (XNNPACK) as a MEAN. The package's
+`convert_tflite` traces the model inside `traced_for("tflite")`; everything else traces for
+TensorFlow itself. Like the fast-path switch, this is read when a function is traced.
+"""
+
+import contextlib
+
+RUNTIMES = ("tflite",)
+_current = None
+
+
+def current():
+    """The runtime being traced for: `"tflite"`, or None (TensorFlow itself)."""
+    return _current
+
+
+@contextlib.contextmanager
+def traced_for(runtime):
+    """`with traced_for("tflite"): ...` traces with the formulations chosen for that runtime."""
+    global _current
+    if runtime not in RUNTIMES:
+        raise ValueError(
+            f"Argument `runtime` must be one of {', '.join(map(repr, RUNTIMES))}. "
+            f"Received: runtime={runtime!r}"
+        )
+    previous, _current = _current, runtime
+    try:
+        yield
+    finally:
+        _current = previous
