@@ -113,9 +113,9 @@ def _squeeze_only_size_one(self, dim: int):
     return op.Squeeze(self, op.Constant(value_ints=[dim]))
 
 
-def _export_torch(model, path, specs, opset, batch):
+def _export_torch(model, path, specs, opset, input_shape):
     """`model` to `path` with torch.onnx's dynamo exporter, at the fixed shape of `specs`
-    with `batch` samples."""
+    with `input_shape`'s batch (1 without one)."""
     if len(specs) != 1:
         raise ValueError(
             "ONNX export on the PyTorch backend handles single-input models. "
@@ -127,13 +127,16 @@ def _export_torch(model, path, specs, opset, batch):
         raise ValueError(
             "ONNX export on the PyTorch backend needs a fixed spatial size (torch.export "
             "specialises the shapes of a Keras model); pass `input_shape`. "
-            f"Received: input_shape=None (the model's inputs are {shape})"
+            f"Received: input_shape={input_shape!r} (the model's inputs are {shape})"
         )
     import torch
 
-    _require("ONNX export on the PyTorch backend", "onnx", "onnxscript")
+    batch = input_shape[0] if input_shape is not None and len(input_shape) == 4 else None
     device = model.weights[0].value.device if model.weights else "cpu"
-    sample = torch.zeros((batch, *shape[1:]), dtype=getattr(torch, spec.dtype.name), device=device)
+    sample = torch.zeros(
+        (batch or 1, *shape[1:]), dtype=getattr(torch, spec.dtype.name), device=device
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
     try:
@@ -278,9 +281,7 @@ def export_onnx(
     if backend == "torch":
         _require("ONNX export on the PyTorch backend", "onnx", "onnxscript")
         opset = _check_opset(opset)
-        batch = None if input_shape is None or len(input_shape) == 3 else input_shape[0]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _export_torch(model, path, specs, opset, batch or 1)
+        _export_torch(model, path, specs, opset, input_shape)
         return path
     _require("ONNX export", "onnx", "tf2onnx")
     opset = _check_opset(opset)
