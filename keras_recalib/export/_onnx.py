@@ -1,8 +1,16 @@
-"""ONNX export through Keras' own `model.export(format="onnx")` (tf2onnx on the TensorFlow
-backend) and verification of the file in ONNX Runtime, reported like a `.tflite` file.
+"""ONNX export and verification of the file in ONNX Runtime, reported like a `.tflite` file.
 
-The packages are optional (`pip install "keras_recalib[onnx]"`: onnx, onnxruntime, tf2onnx) and
-imported only when a function here runs.
+On the TensorFlow backend the export is Keras' own `model.export(format="onnx")` (tf2onnx). On
+the PyTorch backend it is the route Keras takes for fully known shapes: `torch.onnx.export`
+with `dynamo=True` (torch.export, then onnxscript's translation), called here directly so that
+one translation can be corrected (`_squeeze_only_size_one`). Keras would fall back to the
+TorchScript exporter for a dynamic batch, which cannot export SRM, SimAM, SCConv or a local
+Gather-Excite (Python scalars from tensors, `aten::ravel`); torch.export itself specialises a
+Keras model's batch, so on PyTorch the file's shape is fixed. The JAX backend (Keras' jax2onnx
+route) is refused with a clear error.
+
+The packages are optional (`pip install "keras_recalib[onnx]"`: onnx, onnxruntime, tf2onnx,
+and onnxscript for PyTorch) and imported only when a function here runs.
 
 tf2onnx's graph optimizer has a bug that the package's own layers trigger, fixed here for the
 duration of an export (`_reshape_folds_keep_dimensions`); it is the only use of tf2onnx
@@ -14,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib
+import io
 import logging
 import os
 import pathlib
@@ -32,9 +41,11 @@ from keras_recalib.export._verify import (
     median_latency_ms,
 )
 
-_INSTALL = 'pip install "keras_recalib[onnx]" (onnx, onnxruntime, tf2onnx)'
+_INSTALL = 'pip install "keras_recalib[onnx]" (onnx, onnxruntime, tf2onnx, onnxscript)'
 # `model.export(format="onnx")` first shipped in Keras 3.8.
 _MIN_KERAS = (3, 8)
+# torch.onnx's dynamo exporter writes opset 18 (its function library's) or newer.
+_MIN_TORCH_OPSET = 18
 
 
 def _require(purpose, *modules):
@@ -70,15 +81,94 @@ def _check_onnx_path(argument, path):
 def _check_opset(opset):
     if opset is None:
         return None
-    from tf2onnx import constants
+    if keras.backend.backend() == "torch":
+        import onnx
 
-    known = constants.OPSET_TO_IR_VERSION
+        known, writer = range(_MIN_TORCH_OPSET, onnx.defs.onnx_opset_version() + 1), "torch.onnx"
+    else:
+        from tf2onnx import constants
+
+        known, writer = constants.OPSET_TO_IR_VERSION, "tf2onnx"
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in known:
         raise ValueError(
-            f"Argument `opset` must be None (tf2onnx's default) or an ONNX opset tf2onnx can "
+            f"Argument `opset` must be None ({writer}'s default) or an ONNX opset {writer} can "
             f"write, {min(known)} to {max(known)}. Received: opset={opset!r}"
         )
     return opset
+
+
+def _squeeze_only_size_one(self, dim: int):
+    """`aten::squeeze.dim` as PyTorch defines it: a no-op when the dimension is not 1.
+
+    onnxscript 0.7 translates it to an ONNX Squeeze unconditionally, which ONNX Runtime refuses
+    to load for a dimension other than 1. Keras' `take` on PyTorch calls `squeeze(axis)` after
+    `index_select` whatever the size, so every gather (SCConv's and Gather-Excite's resizing)
+    meets it. Traced at export, where the static shape is known.
+    """
+    from onnxscript import opset18 as op
+
+    shape = self.shape
+    if shape is not None and isinstance(shape[dim], int) and shape[dim] != 1:
+        return op.Identity(self)
+    return op.Squeeze(self, op.Constant(value_ints=[dim]))
+
+
+def _export_torch(model, path, specs, opset, input_shape):
+    """`model` to `path` with torch.onnx's dynamo exporter, at the fixed shape of `specs`
+    with `input_shape`'s batch (1 without one)."""
+    if len(specs) != 1:
+        raise ValueError(
+            "ONNX export on the PyTorch backend handles single-input models. "
+            f"Received: model={model.name!r} (with {len(specs)} inputs)"
+        )
+    (spec,) = specs
+    shape = tuple(spec.shape)
+    if any(d is None for d in shape[1:]):
+        raise ValueError(
+            "ONNX export on the PyTorch backend needs a fixed spatial size (torch.export "
+            "specialises the shapes of a Keras model); pass `input_shape`. "
+            f"Received: input_shape={input_shape!r} (the model's inputs are {shape})"
+        )
+    import torch
+
+    batch = input_shape[0] if input_shape is not None and len(input_shape) == 4 else None
+    device = model.weights[0].value.device if model.weights else "cpu"
+    sample = torch.zeros(
+        (batch or 1, *shape[1:]), dtype=getattr(torch, spec.dtype.name), device=device
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), _quiet_torch_onnx():
+            # torch.export's own notes on Keras' Python-side state; nothing to act on.
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (sample,),
+                dynamo=True,
+                input_names=[spec.name],
+                opset_version=opset,
+                custom_translation_table={torch.ops.aten.squeeze.dim: _squeeze_only_size_one},
+                verbose=False,
+            )
+            program.optimize()
+            program.save(str(path))
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def _quiet_torch_onnx():
+    """torch.onnx logs each of its steps at INFO and prints a summary line per step."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -140,28 +230,44 @@ def export_onnx(
     input_shape: tuple | None = None,
     opset: int | None = None,
 ) -> pathlib.Path:
-    """Writes `model` as an ONNX file, through Keras' `model.export(format="onnx")`.
+    """Writes `model` as an ONNX file.
 
-    On the TensorFlow backend Keras converts the model's inference function with tf2onnx. The
-    file computes in the model's dtypes (float32, or float16 inside under a mixed-precision
-    policy); its batch size is dynamic, and its spatial size is what the
-    model's inputs declare (dynamic when they were built with `None`) unless `input_shape`
-    fixes it. Needs the `onnx` extra (`pip install "keras_recalib[onnx]"`).
+    On the TensorFlow backend Keras' `model.export(format="onnx")` converts the model's
+    inference function with tf2onnx: the file computes in the model's dtypes (float32, or
+    float16 inside under a mixed-precision policy); its batch size is dynamic, and its spatial
+    size is what the model's inputs declare (dynamic when they were built with `None`) unless
+    `input_shape` fixes it.
+
+    On the PyTorch backend torch.onnx's dynamo exporter writes the file (Keras' route for fixed
+    shapes, see the module docstring), for a fixed input shape: `input_shape` or the model's
+    declared one, with a batch of `input_shape[0]` or 1. Float32 models, single input.
+
+    The JAX backend is refused. Needs the `onnx` extra (`pip install "keras_recalib[onnx]"`).
 
     Args:
         model: a built `keras.Model`.
         path: output file; must end in `.onnx`. Missing parent folders are created.
         input_shape: optional `(height, width, channels)` or `(batch, height, width, channels)`
-            (the batch entry is ignored: it stays dynamic); single-input models only.
+            (on TensorFlow the batch entry is ignored: it stays dynamic; on PyTorch it fixes
+            the file's batch, 1 when left out or None); single-input models only.
         opset: the ONNX opset (of the default `ai.onnx` domain) to write. Defaults to `None`:
-            tf2onnx's default (15 for tf2onnx 1.17).
+            the exporter's default (15 for tf2onnx 1.17, 20 for torch 2.13).
 
     Returns:
         The path, as a `pathlib.Path`.
 
     Raises:
         ValueError: bad arguments, or the `onnx` extra not installed.
+        NotImplementedError: on the JAX backend.
     """
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "torch"):
+        raise NotImplementedError(
+            f"ONNX export runs on the TensorFlow and PyTorch backends, not on {backend} "
+            f"(KERAS_BACKEND={backend}): Keras' route there (jax2onnx) is not part of the "
+            "`onnx` extra nor tested with these layers. Save the model (`model.save`) and "
+            "export the .keras file under KERAS_BACKEND=tensorflow or torch."
+        )
     _check_model(model)
     path = _check_onnx_path("path", path)
     if path.is_dir():
@@ -172,6 +278,11 @@ def export_onnx(
             "ONNX export goes through model.export(format='onnx'), which needs Keras 3.8 or "
             f"newer; this is Keras {keras.version()}. Install the `onnx` extra: {_INSTALL}."
         )
+    if backend == "torch":
+        _require("ONNX export on the PyTorch backend", "onnx", "onnxscript")
+        opset = _check_opset(opset)
+        _export_torch(model, path, specs, opset, input_shape)
+        return path
     _require("ONNX export", "onnx", "tf2onnx")
     opset = _check_opset(opset)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,8 +346,10 @@ def verify_onnx(
     Args:
         model: the Keras model the file was exported from (single input, single output).
         onnx_path: the `.onnx` file.
-        inputs: float array `(N, ...)` of inputs.
-        repeats: runs of a batch-1 inference for the median latency.
+        inputs: float array `(N, ...)` of inputs; for a file with a fixed batch (exported on
+            PyTorch), N must be a multiple of it.
+        repeats: runs of a batch-1 inference (of the fixed batch, where the file has one)
+            for the median latency.
 
     Returns:
         A `VerificationReport` (`format="onnx"`, with the file's `opset`): max absolute error,
@@ -259,13 +372,24 @@ def verify_onnx(
             f"Received: onnx_path={str(path)!r} (the file has {len(feeds)} inputs)"
         )
     name = feeds[0].name
-    actual = session.run(None, {name: inputs})[0]
-    expected = np.asarray(model(inputs, training=False), np.float32)
+    (declared,) = (i for i in proto.graph.input if i.name == name)
+    batch_dim = declared.type.tensor_type.shape.dim[0]
+    # A file exported on PyTorch has a fixed batch: it runs the inputs that many at a time.
+    batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
+    if batch is not None and len(inputs) % batch:
+        raise ValueError(
+            f"The file takes batches of exactly {batch} samples; pass a multiple of {batch}. "
+            f"Received: inputs=<array of shape {inputs.shape}>"
+        )
+    step = batch or len(inputs)
+    actual = np.concatenate(
+        [session.run(None, {name: inputs[i : i + step]})[0] for i in range(0, len(inputs), step)]
+    )
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False)).astype(np.float32)
     max_abs_error, cosine, top1 = compare_outputs(actual, expected)
     spec = get_spec("none")
-    first = inputs[:1]
-    session.run(None, {name: first})  # the batch-1 shape's first run plans its memory
-    (declared,) = (i for i in proto.graph.input if i.name == name)
+    first = inputs[: batch or 1]
+    session.run(None, {name: first})  # the first run at a shape plans its memory
     input_dtype = onnx.helper.tensor_dtype_to_np_dtype(declared.type.tensor_type.elem_type)
     return VerificationReport(
         path=str(path),
