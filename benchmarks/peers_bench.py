@@ -451,6 +451,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="64x64, 3 rounds, no compilers")
     parser.add_argument("--batch", type=int, help="batch size (1)")
+    parser.add_argument("--size", type=int, help="input height and width (224; quick 64)")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds (15; quick 3)")
+    parser.add_argument("--compilers", action="store_true", help="torch.compile and XLA in quick")
     parser.add_argument("--no-torch-compile", action="store_true")
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--markdown", nargs="*", help="render these result files and exit")
@@ -466,8 +469,11 @@ def main(argv=None):
     configure_tensorflow(args.threads)
     configure_torch(args.threads)
     config = argparse.Namespace(threads=args.threads, quick=args.quick)
-    if args.batch:
-        config.peers_batch = args.batch
+    for name in ("batch", "size", "repeats"):
+        if getattr(args, name):
+            setattr(config, f"peers_{name}", getattr(args, name))
+    if args.compilers:
+        config.peers_torch_compile = config.peers_xla = True
     if args.no_torch_compile:
         config.torch_compile = False
 
