@@ -23,6 +23,7 @@ import argparse
 import inspect
 import json
 import os
+import resource
 import sys
 import time
 
@@ -169,16 +170,25 @@ def run(threads, quick):
         "ratios": {},
     }
     start = time.perf_counter()
-    result["calls_per_sample"] = {}
+    result["calls_per_sample"], result["kernel"] = {}, {}
     for shape in shapes:
         for direction in DIRECTIONS:
             key = f"{direction}/{shape_label(shape)}"
             functions = group(shape, direction)
             calls = _calls_per_sample(functions["floor"])
             result["calls_per_sample"][key] = calls
+            before = resource.getrusage(resource.RUSAGE_SELF)
             samples = interleaved(
                 {name: _repeated(fn, calls) for name, fn in functions.items()}, warmup, repeats
             )
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            # Kernel time and page faults (fresh output buffers) vary between processes at
+            # the largest shape; recorded so that a disagreeing rerun can be told apart.
+            user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+            result["kernel"][key] = {
+                "system_cpu_share": round(system / max(user + system, 1e-9), 3),
+                "minor_faults": after.ru_minflt - before.ru_minflt,
+            }
             samples = {
                 name: {clock: [t / calls for t in times] for clock, times in clocks.items()}
                 for name, clocks in samples.items()
@@ -257,6 +267,18 @@ def markdown(runs):
         f"{check['busiest_thread_share']:.0%} of the CPU time (run 1).",
         f"- Versions: jax {first['versions']['jax']}, keras {first['versions']['keras']}.",
     ]
+    faulting = [
+        f"{key} in run {i + 1} ({entry['system_cpu_share']:.0%} system time, "
+        f"{entry['minor_faults']} page faults)"
+        for i, run in enumerate(runs)
+        for key, entry in run.get("kernel", {}).items()
+        if entry["system_cpu_share"] > 0.2
+    ]
+    if faulting:
+        lines.append(
+            "- Page-fault bound (fresh output buffers; the whole group pays, the floor most "
+            "in proportion, so its ratios are low): " + "; ".join(faulting) + "."
+        )
     return "\n".join(lines)
 
 

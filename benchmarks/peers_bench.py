@@ -362,10 +362,9 @@ def _statement(runs, module, their_name):
         parts.append(f"{MODE_TITLES[our_mode]} vs {MODE_TITLES[their_mode]}: {word}")
     every = all(v[2] for v in verdicts)
     runs_text = "every run" if len(runs) > 1 else "this run"
-    head = "is lower" if every else "is not lower"
     return (
-        f"**{module.upper()}: our overhead {head} than {their_name}'s in every mode pair in "
-        f"{runs_text}** ({'; '.join(parts)})."
+        f"**{module.upper()}: our overhead below {their_name}'s in every mode, in {runs_text}: "
+        f"{'yes' if every else 'no'}** ({'; '.join(parts)})."
     )
 
 
