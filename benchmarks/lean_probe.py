@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+for _key, _value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("KERAS_BACKEND", "tensorflow")):
+    os.environ.setdefault(_key, _value)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
