@@ -13,8 +13,8 @@ time and wall time of a step.
     python benchmarks/lean_probe.py                      # plain, srm, srm lean; batch 8, 224
     python benchmarks/lean_probe.py --models srm,srm-lean --steps 3 --size 112
 
-`measure(model_name, memory_lean, batch, size, threads, steps)` runs one model in the calling
-process (call it in a fresh process: the allocator statistics are per process);
+`measure(model_name, memory_lean, batch, size, threads, steps, jit)` runs one model in the
+calling process (call it in a fresh process: the allocator statistics are per process);
 `probe(...)` runs it in a subprocess and returns its dict.
 """
 
@@ -45,12 +45,13 @@ _ENV = {
 }
 
 
-def measure(model_name, memory_lean, batch=8, size=224, threads=1, steps=5):
+def measure(model_name, memory_lean, batch=8, size=224, threads=1, steps=5, jit=False):
     """Peak memory and step times of one ResNet-50 training step, in this process.
 
     `model_name` is the recalibration (`"plain"` or None for the plain network, or a module
-    name such as `"srm"`). The BFC allocator must have been selected before TensorFlow was
-    imported (`TF_CPU_ALLOCATOR_USE_BFC=true`); without it the memory figures are zero.
+    name such as `"srm"`); `jit` compiles the step with XLA. The BFC allocator must have been
+    selected before TensorFlow was imported (`TF_CPU_ALLOCATOR_USE_BFC=true`); without it the
+    memory figures are zero.
     """
     import numpy as np
     import tensorflow as tf
@@ -75,7 +76,7 @@ def measure(model_name, memory_lean, batch=8, size=224, threads=1, steps=5):
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     optimizer.build(model.trainable_variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit)
     def step(x, y):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
@@ -103,6 +104,7 @@ def measure(model_name, memory_lean, batch=8, size=224, threads=1, steps=5):
         "size": size,
         "threads": threads,
         "steps": steps,
+        "jit": bool(jit),
         "resident_bytes": int(resident),
         "step_peak_bytes": int(np.median(peaks)),
         "step_peaks_bytes": [int(p) for p in peaks],
@@ -113,7 +115,7 @@ def measure(model_name, memory_lean, batch=8, size=224, threads=1, steps=5):
     }
 
 
-def probe(model_name, memory_lean, batch=8, size=224, threads=1, steps=5, timeout=1800):
+def probe(model_name, memory_lean, batch=8, size=224, threads=1, steps=5, jit=False, timeout=1800):
     """`measure(...)` in a fresh subprocess with the BFC allocator; its dict."""
     env = dict(os.environ, **_ENV)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
@@ -121,7 +123,7 @@ def probe(model_name, memory_lean, batch=8, size=224, threads=1, steps=5, timeou
         sys.executable,
         os.path.abspath(__file__),
         "--one",
-        json.dumps([model_name, memory_lean, batch, size, threads, steps]),
+        json.dumps([model_name, memory_lean, batch, size, threads, steps, jit]),
     ]
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -174,6 +176,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--jit", action="store_true", help="XLA (jit_compile=True) steps")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -186,7 +189,9 @@ def main(argv=None):
             parser.error(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         recalibration, lean = MODELS[name]
         print(f"probing {name} ...", file=sys.stderr, flush=True)
-        results.append(probe(recalibration, lean, args.batch, args.size, args.threads, args.steps))
+        results.append(
+            probe(recalibration, lean, args.batch, args.size, args.threads, args.steps, args.jit)
+        )
     print(_table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -118,14 +118,18 @@ def _recomputed(z, u, tail, training):
     @tf.custom_gradient
     def tail_output(z, u, *values):
         def grad(du):
+            # Without the dependency on du, TensorFlow's executor runs the recomputation as
+            # soon as the forward pass has z, and y waits in memory for the backward pass.
+            with tf.control_dependencies([du]):
+                z_again = tf.identity(z)
             with tf.GradientTape() as tape:
-                tape.watch(z)
+                tape.watch(z_again)
                 # The forward pass already moved the averages: the replayed assignments are
                 # collected by the scope and dropped.
                 with keras.StatelessScope():
-                    y = tail.batch_norm(z, training=training)
+                    y = tail.batch_norm(z_again, training=training)
                     out = tail.module(y, training=training)
-            sources = [z] + [v.value for v in variables]
+            sources = [z_again] + [v.value for v in variables]
             grads = tape.gradient(out, sources, output_gradients=du)
             # None for u: the normal path's gradient (which would keep y) is never built.
             return (grads[0], None, *grads[1:])
