@@ -116,6 +116,30 @@ def test_backward_pass_does_not_read_the_normalisation_output():
 
 
 @tensorflow_only
+def test_recomputation_waits_for_the_upstream_gradient():
+    import tensorflow as tf
+
+    _, lean = _pair()
+    x, y = _data()
+    graph = _train_step(lean, jit=False).get_concrete_function(tf.constant(x), tf.constant(y)).graph
+    convs = [
+        op
+        for op in graph.get_operations()
+        if op.type == "Conv2D" and "/layer2_0_conv2" in op.name and not op.name.startswith("grad")
+    ]
+    assert len(convs) == 1
+    z = convs[0].outputs[0]
+    copies = [
+        op
+        for op in graph.get_operations()
+        if op.type == "Identity" and z.name in [t.name for t in op.inputs]
+    ]
+    # Without a control input TensorFlow's executor would recompute during the forward pass,
+    # and the recomputed normalisation output would wait in memory as the normal model's does.
+    assert copies and all(op.control_inputs for op in copies)
+
+
+@tensorflow_only
 def test_same_weights_in_the_same_order_and_files_interchange(tmp_path):
     normal, lean = _pair()
     assert [w.path for w in lean.weights] == [w.path for w in normal.weights]
