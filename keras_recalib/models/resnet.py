@@ -180,10 +180,11 @@ def resnet(
             returns the last feature map. Defaults to `True`.
         memory_lean: bool, recompute each branch's last batch normalisation and its module
             from the convolution output in the backward pass instead of keeping the
-            normalisation's output: the training peak memory of the plain network, for a
-            little more time per step (TensorFlow only; needs a `recalibration`; see
-            docs/models.md, "Memory-lean training"). Outputs, gradients, moving statistics,
-            weights and layer names are the normal model's. Defaults to `False`.
+            normalisation's output: in graph-mode training, the peak memory of the plain
+            network, for a little more time per step (XLA needs no help; TensorFlow only;
+            needs a `recalibration`; see docs/models.md, "Memory-lean training"). Outputs,
+            gradients, moving statistics, weights and layer names are the normal model's.
+            Defaults to `False`.
         **recalibration_kwargs: arguments of every module (e.g. `unbiased=True`).
 
     Returns:
