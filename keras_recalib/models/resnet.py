@@ -16,6 +16,7 @@ import keras
 from keras_recalib import _registry
 from keras_recalib import _validation as v
 from keras_recalib._conventions import fan_out_normal, torch_padding
+from keras_recalib.models._lean import RecomputedBranchAdd
 from keras_recalib.models.plan import CIFAR_DEPTHS as CIFAR_DEPTHS  # re-exported
 from keras_recalib.models.plan import RESNET_DEPTHS as RESNET_DEPTHS  # read by the zoo command
 from keras_recalib.models.plan import cifar_plan, resnet_plan
@@ -26,7 +27,12 @@ _BN_MOMENTUM = 0.9
 
 
 def _conv_bn(x, step):
-    """One `plan.ConvBN` step: convolution, batch normalisation, ReLU where the plan has one.
+    """One `plan.ConvBN` step: convolution, batch normalisation, ReLU where the plan has one."""
+    return _bn_relu(_conv(x, step), step)
+
+
+def _conv(x, step):
+    """The convolution of a `plan.ConvBN` step.
 
     Keras' "same" pads stride-2 convolutions asymmetrically (0 before, 1 after on even sizes);
     PyTorch pads both sides, so those get explicit zero padding and "valid".
@@ -34,7 +40,7 @@ def _conv_bn(x, step):
     pad, padding = torch_padding(step.kernel, step.stride)
     if pad:
         x = keras.layers.ZeroPadding2D(pad, name=f"{step.conv}_pad")(x)
-    x = keras.layers.Conv2D(
+    return keras.layers.Conv2D(
         step.filters,
         step.kernel,
         strides=step.stride,
@@ -44,6 +50,9 @@ def _conv_bn(x, step):
         kernel_initializer=fan_out_normal(),
         name=step.conv,
     )(x)
+
+
+def _bn_relu(x, step):
     x = keras.layers.BatchNormalization(
         axis=-1, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=step.bn
     )(x)
@@ -52,14 +61,20 @@ def _conv_bn(x, step):
     return x
 
 
-def _block(x, block, make_module):
+def _block(x, block, make_module, memory_lean):
     y = x
-    for step in block.branch:
+    for step in block.branch[:-1]:
         y = _conv_bn(y, step)
+    last = block.branch[-1]  # no ReLU: the module follows its batch normalisation
+    z = _conv(y, last)
+    y = _bn_relu(z, last)
     if make_module is not None:
         y = make_module(block.module)(y)
     shortcut = x if block.shortcut is None else _conv_bn(x, block.shortcut)
-    y = keras.layers.Add(name=block.add)([y, shortcut])
+    if memory_lean:
+        y = RecomputedBranchAdd(name=block.add)([y, shortcut, z])
+    else:
+        y = keras.layers.Add(name=block.add)([y, shortcut])
     return keras.layers.ReLU(name=block.relu)(y)
 
 
@@ -85,8 +100,30 @@ def check_arguments(num_classes, input_shape, include_top):
     return tuple(shape)
 
 
-def build_from_plan(plan, recalibration, num_classes, input_shape, include_top, name, kwargs):
+def check_memory_lean(memory_lean, recalibration):
+    memory_lean = v.check_bool("memory_lean", memory_lean)
+    if not memory_lean:
+        return False
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            "memory_lean=True needs the TensorFlow backend (its recomputed gradient is a "
+            f"tf.custom_gradient). Received: backend={backend}"
+        )
+    if recalibration is None:
+        raise ValueError(
+            "memory_lean=True recomputes the recalibration modules' inputs; a plain ResNet "
+            "(recalibration=None) has none and is already lean. Received: memory_lean=True, "
+            "recalibration=None"
+        )
+    return True
+
+
+def build_from_plan(
+    plan, recalibration, num_classes, input_shape, include_top, name, kwargs, memory_lean=False
+):
     input_shape = check_arguments(num_classes, input_shape, include_top)
+    memory_lean = check_memory_lean(memory_lean, recalibration)
     make_module = _registry.module_factory(recalibration, kwargs)
     inputs = keras.Input(input_shape, name="input")
     x = _conv_bn(inputs, plan.stem)
@@ -97,7 +134,7 @@ def build_from_plan(plan, recalibration, num_classes, input_shape, include_top, 
         x = keras.layers.ZeroPadding2D(pool.padding, name=f"{pool.name}_pad")(x)
         x = keras.layers.MaxPooling2D(pool.pool, strides=pool.stride, name=pool.name)(x)
     for block in plan.blocks:
-        x = _block(x, block, make_module)
+        x = _block(x, block, make_module, memory_lean)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
         x = keras.layers.Dense(num_classes, name="fc")(x)
@@ -117,6 +154,7 @@ def resnet(
     num_classes=1000,
     input_shape=(224, 224, 3),
     include_top=True,
+    memory_lean=False,
     **recalibration_kwargs,
 ):
     """A torchvision ResNet with a recalibration module on every residual branch.
@@ -140,6 +178,13 @@ def resnet(
             `(224, 224, 3)`.
         include_top: bool, end with global average pooling and the dense layer; `False`
             returns the last feature map. Defaults to `True`.
+        memory_lean: bool, recompute each branch's last batch normalisation and its module
+            from the convolution output in the backward pass instead of keeping the
+            normalisation's output: in graph-mode training, the peak memory of the plain
+            network, for a little more time per step (XLA needs no help; TensorFlow only;
+            needs a `recalibration`; see docs/models.md, "Memory-lean training"). Outputs,
+            gradients, moving statistics, weights and layer names are the normal model's.
+            Defaults to `False`.
         **recalibration_kwargs: arguments of every module (e.g. `unbiased=True`).
 
     Returns:
@@ -160,6 +205,7 @@ def resnet(
         include_top,
         _model_name("resnet", depth, recalibration),
         recalibration_kwargs,
+        memory_lean,
     )
 
 
@@ -169,6 +215,7 @@ def cifar_resnet(
     num_classes=10,
     input_shape=(32, 32, 3),
     include_top=True,
+    memory_lean=False,
     **recalibration_kwargs,
 ):
     """A CIFAR ResNet (depth 6n + 2: 20, 32, 44, 56, 110) with a module on every branch.
@@ -186,6 +233,7 @@ def cifar_resnet(
         num_classes: int. Defaults to `10`.
         input_shape: `(height, width, channels)`. Defaults to `(32, 32, 3)`.
         include_top: bool. Defaults to `True`.
+        memory_lean: bool, as in `resnet`. Defaults to `False`.
         **recalibration_kwargs: arguments of every module.
 
     Returns:
@@ -200,6 +248,7 @@ def cifar_resnet(
         include_top,
         _model_name("cifar_resnet", depth, recalibration),
         recalibration_kwargs,
+        memory_lean,
     )
 
 
@@ -209,10 +258,17 @@ def _shorthand(depth):
         num_classes=1000,
         input_shape=(224, 224, 3),
         include_top=True,
+        memory_lean=False,
         **recalibration_kwargs,
     ):
         return resnet(
-            depth, recalibration, num_classes, input_shape, include_top, **recalibration_kwargs
+            depth,
+            recalibration,
+            num_classes,
+            input_shape,
+            include_top,
+            memory_lean,
+            **recalibration_kwargs,
         )
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"
