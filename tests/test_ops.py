@@ -29,22 +29,27 @@ from keras_recalib.ops import _tensorflow
 pytestmark = pytest.mark.tensorflow_only
 
 
-def _traced_for_tflite(f):
-    """Graph mode traced as `export.convert_tflite` traces (`ops.traced_for("tflite")`)."""
-    fn = tf.function(f)
+def _traced_for(runtime):
+    """Graph mode traced as `export.convert_tflite` traces (`ops.traced_for(runtime)`)."""
 
-    def call(*tensors):
-        with ops.traced_for("tflite"):
-            return fn(*tensors)
+    def wrap(f):
+        fn = tf.function(f)
 
-    return call
+        def call(*tensors):
+            with ops.traced_for(runtime):
+                return fn(*tensors)
+
+        return call
+
+    return wrap
 
 
 _MODES = {
     "eager": lambda f: f,
     "graph": tf.function,
     "xla": lambda f: tf.function(f, jit_compile=True),
-    "tflite": _traced_for_tflite,
+    "tflite": _traced_for("tflite"),
+    "tflite_int8": _traced_for("tflite_int8"),
 }
 
 
@@ -138,6 +143,8 @@ def test_fast_implementation_with_an_unknown_spatial_size(name):
 
 @pytest.mark.parametrize("mode", [m for m in _MODES if m != "tflite"])
 def test_fast_moments_match_float64_with_a_large_offset(mode):
+    # The two-pass forms (graph mode, int8 TFLite) and XLA's shifted one pass; float TFLite's
+    # unshifted one pass has its own bound below.
     rng = np.random.default_rng(0)
     # 9 x 7 = 63 pixels: seven chunks of 8 and a remainder in the XLA path.
     x = (1e3 + 1e-2 * rng.standard_normal((2, 9, 7, 5))).astype("float32")
@@ -162,7 +169,7 @@ def test_tflite_one_pass_moments_error_grows_only_with_the_mean_to_std_ratio(rat
     rng = np.random.default_rng(1)
     x = (ratio + rng.standard_normal((2, 56, 56, 8))).astype("float32")
     exact_var = x.astype(np.float64).var(axis=(1, 2))
-    _, var = _traced_for_tflite(ops.spatial_moments)(tf.constant(x))
+    _, var = _traced_for("tflite")(ops.spatial_moments)(tf.constant(x))
     relative = np.max(np.abs(np.asarray(var, np.float64) - exact_var) / exact_var)
     assert relative <= 3e-7 * (1 + ratio**2) * np.log2(56 * 56)
     assert np.all(np.asarray(var) >= 0)
@@ -254,13 +261,19 @@ def test_graph_mode_pools_and_xla_sums_partials():
     with ops.fast_paths(False):
         reference_ops = _op_types(ops.spatial_moments, x)
     assert "AvgPool" not in reference_ops and "Mean" in reference_ops
-    # Traced for TFLite: two MEANs and a square, no full-size subtraction of the mean.
-    with ops.traced_for("tflite"):
-        tflite_graph = tf.function(ops.spatial_moments).get_concrete_function(x).graph
-    tflite_ops = [op.type for op in tflite_graph.get_operations()]
-    assert "AvgPool" not in tflite_ops and tflite_ops.count("Mean") == 2
-    subtractions = [op for op in tflite_graph.get_operations() if op.type == "Sub"]
-    assert all(op.outputs[0].shape.as_list() == [2, 4] for op in subtractions)
+    # Traced for TFLite: two MEANs; in float no full-size subtraction of the mean, with int8
+    # activations the two-pass deviation.
+    for runtime, full_size_subtraction in (("tflite", False), ("tflite_int8", True)):
+        with ops.traced_for(runtime):
+            graph = tf.function(ops.spatial_moments).get_concrete_function(x).graph
+        types = [op.type for op in graph.get_operations()]
+        assert "AvgPool" not in types and types.count("Mean") == 2, runtime
+        full_size = [
+            op
+            for op in graph.get_operations()
+            if op.type == "Sub" and op.outputs[0].shape.as_list() == [2, 8, 8, 4]
+        ]
+        assert bool(full_size) == full_size_subtraction, runtime
 
 
 def test_thin_planes_take_the_banded_convolution():

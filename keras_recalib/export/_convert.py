@@ -271,7 +271,8 @@ def convert_tflite(
             saved_model, keras_model = str(model), None
         else:
             # Traced with the formulations measured fastest in TFLite (keras_recalib.ops).
-            with ops.traced_for("tflite"):
+            runtime = "tflite_int8" if spec.needs_representative_data else "tflite"
+            with ops.traced_for(runtime):
                 saved_model = str(
                     export_saved_model(model, pathlib.Path(tmp) / "saved_model", input_shape)
                 )

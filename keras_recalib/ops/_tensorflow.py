@@ -12,8 +12,9 @@ What the tricks are:
   delegated to XNNPACK in float32 and int8) instead of TensorFlow's generic reduction, which
   reads the map two to three times slower; one-channel "SAME" convolutions of thin maps as a
   banded convolution along the long side (oneDNN's one-channel kernel is ~5x slower there).
-- Traced for TFLite (`convert_tflite`, `traced_for("tflite")`): spatial moments as two MEANs
-  of x and x^2 (one pass, no full-size subtraction), which XNNPACK runs fastest.
+- Traced for TFLite (`convert_tflite`, `traced_for`): spatial moments as MEANs, which XNNPACK
+  runs faster than whole-map poolings: in float one pass of x and x^2 (no full-size
+  subtraction); with int8 activations the two-pass form, which quantizes well.
 - Under XLA (`jit_compile=True`): sums as partial sums of up to 32 consecutive pixels in explicit
   slices and adds, then a reduction of the partials (XLA's CPU backend runs a fused reduction
   over a non-minor axis element by element, ~3x slower than the product it precedes); one-pass
@@ -217,19 +218,36 @@ def _shifted_moments(x):
 
 @tf.custom_gradient
 def _one_pass_moments(x):
-    """TFLite: the mean and the mean square as two MEANs, var = mean(x^2) - mean^2. XNNPACK
-    runs a MEAN faster than a whole-map AVERAGE_POOL_2D, and a same-shape square faster than
-    a broadcast subtraction followed by a product (in float32 and int8: about 1.5x the `x * g`
-    floor instead of 2.5x at 56x56x256, batch 1). The price is float32 cancellation: the
-    variance's rounding error grows like (mean / std)^2 * 2^-24 relative, harmless for the
-    normalised activations recalibration gates see (a BN output has |mean| of the order of
-    its std) and bounded in tests/test_ops.py; `set_fast_paths(False)` restores the two-pass
-    `tf.nn.moments`."""
+    """Float TFLite: the mean and the mean square as two MEANs, var = mean(x^2) - mean^2.
+    XNNPACK runs a MEAN faster than a whole-map AVERAGE_POOL_2D, and a same-shape square faster
+    than a broadcast subtraction followed by a product (about 1.5x the `x * g` floor instead of
+    2.5x at 56x56x256, batch 1). The price is float32 cancellation: the variance's rounding
+    error grows like (mean / std)^2 * 2^-24 relative, harmless for the activations gates see
+    (bounded in tests/test_ops.py); `set_fast_paths(False)` restores `tf.nn.moments`."""
     height, width = int(x.shape[1]), int(x.shape[2])
     mean = tf.reduce_mean(x, axis=[1, 2])
     mean_square = tf.reduce_mean(x * x, axis=[1, 2])
     var = tf.maximum(mean_square - mean * mean, 0.0)
     return (mean, var), _moments_gradient(x, mean, height * width)
+
+
+@tf.custom_gradient
+def _two_pass_mean_moments(x):
+    """Int8 TFLite: two passes (the mean, then the mean squared deviation) as MEANs. In int8 a
+    one-pass mean(x^2) - mean^2 would subtract two quantized values whose difference is small
+    against them unless the mean is near zero; the deviation x - mean quantizes on its own
+    scale. MEAN instead of AVERAGE_POOL_2D: faster in XNNPACK's int8 kernels too."""
+    height, width, channels = (int(d) for d in x.shape[1:])
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    # A subtraction and a product rather than squared_difference: int8 TFLite has no fast
+    # kernel for the latter (about 15x slower than SUB + MUL).
+    deviation = x - mean
+    var = tf.reduce_mean(deviation * deviation, axis=[1, 2])
+    mean = tf.reshape(mean, [-1, channels])
+    return (mean, var), _moments_gradient(x, mean, height * width)
+
+
+_TFLITE_MOMENTS = {"tflite": _one_pass_moments, "tflite_int8": _two_pass_mean_moments}
 
 
 def spatial_moments(x):
@@ -238,8 +256,8 @@ def spatial_moments(x):
         return tf.nn.moments(x, axes=[1, 2])
     if in_xla_context():
         return _shifted_moments(x)
-    if _target.current() == "tflite":
-        return _one_pass_moments(x)
+    if _target.current() in _TFLITE_MOMENTS:
+        return _TFLITE_MOMENTS[_target.current()](x)
     return _pooled_moments(x)
 
 
