@@ -116,6 +116,11 @@ def parse_args(argv=None):
     parser.add_argument("--skip", default="", help="comma-separated: " + ",".join(SECTIONS))
     parser.add_argument("--with-kecam", action="store_true", help="add kecam's SE and ECA")
     parser.add_argument(
+        "--convert-only",
+        action="store_true",
+        help="only fill the TFLite cache (benchmarks/.cache/; minutes per model, untimed)",
+    )
+    parser.add_argument(
         "--out",
         help="output folder (default: benchmarks/, or benchmarks/quick/ with --quick so that a "
         "smoke run never overwrites the full results)",
@@ -176,7 +181,9 @@ def run_section(args):
     if args.section == "peers":
         from _common import configure_torch
 
+        # Both frameworks run in this section: both get the thread count before they start.
         configure_torch(config.threads)
+        configure_tensorflow(config.threads)
         import peers_bench
 
         out = peers_bench.run(config, log)
@@ -361,6 +368,11 @@ def main(argv=None):
     def log(message):
         print(f"[{time.time() - started:6.0f}s] {message}", flush=True)
 
+    if args.convert_only:
+        import deploy_bench
+
+        deploy_bench.prepare(make_config(args.quick), log, memory=False)
+        return 0
     if args.repeat_check:
         return repeat_check(args, log)
     single_run(args, log)
