@@ -147,17 +147,21 @@ def _flags(args):
 def _stream(argv, log, env=None):
     """Runs a section subprocess: its log lines (starting with "[") pass through, its last
     stdout line is its JSON result."""
+    import tempfile
+
     full_env = dict(os.environ, **QUIET_ENV, **(env or {}))
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
-    )
-    tail = []
-    for line in proc.stderr:
-        if line.startswith("["):
-            log("  " + line.rstrip().split("] ", 1)[-1])
-        tail = (tail + [line])[-40:]
-    stdout = proc.stdout.read()
-    proc.wait()
+    # stdout (the JSON, often larger than a pipe's buffer) goes to a file: reading stderr
+    # line by line while the child blocks on a full stdout pipe would deadlock.
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True, env=full_env)
+        tail = []
+        for line in proc.stderr:
+            if line.startswith("["):
+                log("  " + line.rstrip().split("] ", 1)[-1])
+            tail = (tail + [line])[-40:]
+        proc.wait()
+        out.seek(0)
+        stdout = out.read()
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"exit {proc.returncode}: " + "".join(tail)[-2000:])
