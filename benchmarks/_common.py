@@ -49,7 +49,8 @@ def interleaved(functions, warmup, repeats, budget_s=None, log=None):
     Each function runs `warmup` times first (tracing, compilation, allocator warm-up); then
     `repeats` rounds call each function once, the starting function rotating every round, so
     that load changes on a shared machine hit all functions alike. A function slower than
-    `budget_s / repeats` per call gets fewer rounds (at least 3). Every call records its wall
+    `budget_s / repeats` per call gets fewer rounds (at least 6, the fewest whose median
+    has a 95 % interval; the estimate is the last warm-up call's time). Every call records its wall
     time and the process's CPU time (all threads: with one thread, the work itself, unaffected
     by time spent waiting for a core that another job holds). Returns name -> {"wall": [s],
     "cpu": [s]}, sample i of every function coming from round i.
@@ -67,7 +68,7 @@ def interleaved(functions, warmup, repeats, budget_s=None, log=None):
     rounds = {name: repeats for name in names}
     if budget_s:
         for name in names:
-            rounds[name] = max(3, min(repeats, int(budget_s / max(estimate[name], 1e-9))))
+            rounds[name] = max(6, min(repeats, int(budget_s / max(estimate[name], 1e-9))))
     samples = {name: {"wall": [], "cpu": []} for name in names}
     for r in range(max(rounds.values())):
         order = names[r % len(names) :] + names[: r % len(names)]

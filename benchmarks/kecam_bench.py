@@ -14,7 +14,13 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import configure_tensorflow, interleaved, quiet_environment, summary  # noqa: E402
+from _common import (  # noqa: E402
+    configure_tensorflow,
+    interleaved,
+    paired_ratio,
+    quiet_environment,
+    summary,
+)
 from layers_bench import MODES, _tensors, stage_shapes  # noqa: E402
 
 
@@ -65,7 +71,16 @@ def main():
                         tf, call, model.trainable_variables, direction, jit, x, dy
                     )
             samples = interleaved(functions, args.warmup, args.repeats, budget_s=3.0)
-            entry[direction] = {k: summary(v) for k, v in samples.items()}
+            entry[direction] = {
+                "times": {k: summary(v) for k, v in samples.items()},
+                "ratios": {
+                    f"{k} : floor/{k.split('/')[1]}": paired_ratio(
+                        samples, k, f"floor/{k.split('/')[1]}", "cpu"
+                    )
+                    for k in samples
+                    if not k.startswith("floor/")
+                },
+            }
         out["shapes"].append(entry)
     print(json.dumps(out))
 

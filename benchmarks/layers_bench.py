@@ -1,25 +1,17 @@
-"""Per-layer timings: every `keras_recalib` layer, the `x * g` floor and the seed's SRM in
-TensorFlow (graph mode and XLA), and the official PyTorch SRM and SE (eager and compiled)."""
-
-import os
-import sys
+"""Per-layer timings: every `keras_recalib` layer and the seed's SRM against the `x * g` floor
+in TensorFlow (graph mode and XLA), forward and forward + backward, at ResNet-50's stage
+shapes. The PyTorch peers are compared at model level (`peers_bench.py`)."""
 
 import numpy as np
-from _common import interleaved, summary
-
-# The PyTorch modules timed here are the references the parity tests check against the layers
-# (tests/references/torch_modules.py), so a timed module is a verified one.
-sys.path.insert(
-    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
-)
+from _common import interleaved, paired_ratio, summary
 
 # ResNet-50's four stage outputs: (height = width, channels).
 STAGES = ((56, 256), (28, 512), (14, 1024), (7, 2048))
 MODES = (("graph", False), ("xla", True))
 
 
-def stage_shapes(batch):
-    return [(batch, size, size, channels) for size, channels in STAGES]
+def stage_shapes(batch, stages=STAGES):
+    return [(batch, size, size, channels) for size, channels in stages]
 
 
 def _tensors(tf, shape, seed):
@@ -91,92 +83,33 @@ def _bind(fn, direction, x, dy):
     return lambda: fn(x, dy)
 
 
-def torch_group(shape, direction, compile_modules=True, seed=0):
-    """(name -> callable, name -> error) for PyTorch's floor, SRM and SE at one stage shape."""
-    import torch
-    from references.torch_modules import SELayer, SRMLayer
-
-    class Floor(torch.nn.Module):
-        """`x * g` with a per-(batch, channel) g: PyTorch's own floor."""
-
-        def __init__(self, batch, channels):
-            super().__init__()
-            self.g = torch.nn.Parameter(torch.rand(batch, channels, 1, 1))
-
-        def forward(self, x):
-            return x * self.g
-
-    n, h, w, c = shape
-    x_np, dy_np, _ = _tensors(None, shape, seed)
-    x = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
-    dy = torch.from_numpy(np.ascontiguousarray(dy_np.transpose(0, 3, 1, 2)))
-    torch.manual_seed(seed)
-    modules = {"floor": Floor(n, c), "srm": SRMLayer(c), "se": SELayer(c)}
-    functions, errors = {}, {}
-    for name, module in modules.items():
-        variants = [("eager", module)]
-        if compile_modules:
-            variants.append(("compile", torch.compile(module, dynamic=False)))
-        for variant, fn in variants:
-            key = f"torch_{name}/{variant}"
-            call = _torch_call(torch, module, fn, direction, x, dy)
-            try:
-                call()  # compilation happens here; a failure is recorded, not fatal
-            except Exception as error:  # noqa: BLE001 - any compiler failure is reported
-                errors[key] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
-                continue
-            functions[key] = call
-    return functions, errors
-
-
-def _torch_call(torch, module, fn, direction, x, dy):
-    if direction == "fwd":
-        module.eval()
-
-        def forward():
-            with torch.no_grad():
-                return fn(x)
-
-        return forward
-    module.train()
-    xr = x.clone().requires_grad_(True)
-
-    def step():
-        module.zero_grad(set_to_none=True)
-        xr.grad = None
-        fn(xr).backward(dy)
-
-    return step
-
-
 def run(config, log):
-    """All per-layer timings. Returns a JSON-ready dict."""
+    """Every layer's and the seed SRM's time over the floor's, as paired CPU-time ratios
+    (graph mode and XLA, forward and forward + backward) at ResNet-50's stage shapes; plus
+    the seed's SRM over the package's SRM. Returns a JSON-ready dict."""
     import keras_recalib as kr
 
     names = kr.available()
-    results = {"batch": config.batch, "shapes": [], "names": names, "torch_errors": {}}
-    torch_available = config.torch
-    for shape in stage_shapes(config.batch):
-        entry = {"shape": list(shape), "fwd": {}, "fwdbwd": {}}
+    results = {"batch": config.layer_batch, "names": names, "shapes": []}
+    for shape in stage_shapes(config.layer_batch, config.layer_stages):
+        entry = {"shape": list(shape)}
         for direction in ("fwd", "fwdbwd"):
-            log(f"  TensorFlow {direction} {shape}")
+            log(f"  {direction} {shape}")
             functions = tensorflow_group(shape, names, direction)
             samples = interleaved(
-                functions, config.warmup, config.repeats, config.budget_s, log=config.verbose_log
+                functions,
+                config.warmup,
+                config.rounds,
+                config.layer_budget_s,
+                log=config.verbose_log,
             )
-            entry[direction].update({k: summary(v) for k, v in samples.items()})
             del functions
-            if torch_available:
-                log(f"  PyTorch {direction} {shape}")
-                functions, errors = torch_group(shape, direction, config.torch_compile)
-                results["torch_errors"].update({f"{k} {shape}": e for k, e in errors.items()})
-                samples = interleaved(
-                    functions,
-                    config.warmup,
-                    config.repeats,
-                    config.budget_s,
-                    log=config.verbose_log,
-                )
-                entry[direction].update({k: summary(v) for k, v in samples.items()})
+            pairs = [(n, f"floor/{n.split('/')[1]}") for n in samples if n.split("/")[0] != "floor"]
+            pairs += [(f"seed_srm/{m}", f"srm/{m}") for m, _ in MODES]
+            pairs += [(f"{n}/xla", f"{n}/graph") for n in [*names, "seed_srm", "floor"]]
+            entry[direction] = {
+                "times": {k: summary(v) for k, v in samples.items()},
+                "ratios": {f"{a} : {b}": paired_ratio(samples, a, b, "cpu") for a, b in pairs},
+            }
         results["shapes"].append(entry)
     return results

@@ -1,597 +1,567 @@
-"""Writes RESULTS.md and the chart from the raw results of `run.py`."""
+"""Writes RESULTS.md from one run's or two runs' `results.json` (`run.py`, `--repeat-check`).
 
-import os
-
-# Why a layer costs more than twice the floor (shown for layers above 2x).
-NOTES = {
-    "scconv": "a convolution layer, not a gate: four 3x3 convolutions of C/2 channels "
-    "(9C^2/2 multiply-adds per pixel) dwarf any memory pass; the floor ratio measures FLOPs.",
-    "cbam": "channel attention (two pooled statistics and an MLP) followed by spatial attention: "
-    "a channel-wise max and mean per pixel, a 7x7 convolution, batch normalisation, and a "
-    "second full-size multiply, so the input is read about four times and written twice.",
-    "triplet": "three branches, each a Z-pool of the whole input along one axis (channels, "
-    "height, width: six full reads), a 7x7 convolution of its two pooled maps and a gate "
-    "broadcast back, then three full-size products summed. No full-size transpose: the pooled "
-    "maps are convolved in memory order.",
-    "ca": "pools along height and along width separately (two reductions), concatenates, a 1x1 "
-    "convolution + BN + hard-swish, two more 1x1 convolutions and two broadcast multiplies "
-    "(one per direction), i.e. two full-size products instead of one.",
-    "sge": "per-group spatial statistics of a per-pixel similarity: the similarity map "
-    "(channel-group dot products) and its normalisation add full-size passes besides the "
-    "gate multiply.",
-    "simam": "an energy function per element: the gate is a sigmoid of each element's own "
-    "squared deviation, i.e. a full-size gate computed per element, not per channel; besides "
-    "the statistics pass it reads the input twice (gate, product).",
-    "ge": "gather as a depth-wise strided pooling/conv over the map and an upsampled (per-pixel) "
-    "gate: more than one full-size pass and a full-size gate tensor.",
-    "se": "global average pool + two dense layers + multiply; above 2x only where the small "
-    "ops' fixed costs dominate a small map.",
-    "eca": "global average pool + a 1-D convolution over channels + multiply; above 2x only "
-    "where the small ops' fixed costs dominate a small map.",
-    "srm": "style pooling needs the mean and the variance of every channel: a second "
-    "statistic over the full map that costs a full-size temporary in graph mode.",
-}
-
-
-EXPLANATION = """## How to read these numbers
-
-- **The floor.** At batch 16 the stage tensors (6-51 MB) stay in this VM's large last-level
-  cache, so `x * g` runs near cache bandwidth and a pass that only reads the tensor (a plain
-  `reduce_sum`, XLA's YNNPACK reduction) already costs about 0.45x the floor at 56x56 and
-  0.7-0.9x at 14x14 and 7x7, where fixed per-op costs dominate. SRM must finish a full-map
-  statistic before it can multiply, so it costs at least floor + one read; 1.5x leaves no
-  room beyond that read.
-- **What SRM computes, per mode** (`keras_recalib/ops/_tensorflow.py`). Graph mode, eager and
-  exported models: the mean and the mean squared deviation as two whole-map average
-  poolings (oneDNN), the same two-pass algorithm as `tf.nn.moments`; the squared deviation is
-  one full-size temporary, which no exportable TensorFlow op avoids (a single-pass nonlinear
-  spatial reduction exists only as `EuclideanNorm`, which TFLite lacks and XLA cannot
-  compile). Under XLA: one pass of shifted partial sums that XLA's CPU backend vectorises.
-  Both have analytic gradients, and the output product's gradient sums dy * x per channel
-  the same way. With unknown height or width, `tf.nn.moments`.
-- **Forward + backward under XLA.** TensorFlow's own gradient of the floor `x * g` reduces
-  dy * x over height and width with XLA's element-by-element reduction, so the XLA floor is
-  slower than the graph-mode floor; SRM's custom gradient avoids that reduction, which is why
-  SRM's XLA forward + backward can be cheaper than the XLA floor.
-- **XLA.** XLA's CPU backend has three slow spots that the layers avoid under
-  `jit_compile=True`: a reduction of a fused elementwise expression (run element by element;
-  the package's sums use vectorised partial sums instead), a one-channel convolution (a
-  generic loop; ECA, CBAM and Triplet use shifted-tap sums there), and recomputation: XLA
-  fuses a small per-channel chain (sigmoid, normalisation) into every full-size consumer, so
-  gates and statistics pass an optimisation barrier that stores them once.
-- **Model level.** Any layer between the last BN of a residual branch and the addition breaks
-  oneDNN's fused convolution + BN + add + ReLU in graph mode, which is what the `x * g` floor
-  model measures; SRM's own cost is the "SRM vs floor" column. In training, SRM (like any gate
-  whose gradient needs its input) keeps the branch's BN output alive for the backward pass,
-  which plain ResNet-50 never stores: that is the memory overhead. In int8 TFLite, SRM adds
-  two average poolings and three full-size int8 elementwise ops (SUB, MUL, MUL) per block to a
-  network whose other ops XNNPACK runs in int8 at high throughput.
-- **PyTorch.** `torch.compile` (Inductor) fuses the whole style pooling into one Welford pass
-  and the product into a second one, reaching cache bandwidth at every shape; eager PyTorch
-  runs `mean`, `var`, `cat`, BN and the product as separate kernels. PyTorch runs NCHW, where
-  the spatial reduction is over the contiguous axis.
-- **Noise.** The machine has two cores shared with other jobs: the load averages above say how
-  busy it was; every group of functions is timed interleaved so that a busy moment hits all of
-  them, but single figures move by about 10 % between runs. The model-level figures move the
-  most: single ResNet-50 samples spread by +-25 % here, so medians of 11 still move by
-  several percent between runs, in either direction.
-
-## Targets not met: what was tried, what limits them
-
-- **SRM forward at most 1.5x the floor.** The floor writes the tensor once and reads it once;
-  SRM must also read it at least once for its statistics before it can multiply, and one
-  such read alone costs 0.45-0.55x the floor at 56x56 (0.7-0.9x at the small maps, where
-  fixed per-op costs dominate), so 1.5x is the limit of a one-read algorithm. Graph mode
-  needs two reads and a full-size write: TensorFlow has no kernel that sums squares per
-  (sample, channel) in one pass (`EuclideanNorm` has no TFLite or XLA kernel;
-  `FusedBatchNorm` and layer or instance norm reduce over the batch or write the normalised
-  tensor; batched matrix products would compute the whole C x C Gram matrix), and
-  `squared_difference` or `square` + pooling measure the same as the pair used. XLA's CPU
-  backend makes no multi-output loop fusion: the sum and the sum of squares are two loops,
-  each reading the tensor. Tried there: both sums packed into one complex64 loop (16 %
-  faster statistics at 56x56, but 3x slower at 14x14, where XLA fuses the loop into an
-  unvectorised complex reduction; with a matrix-product reduction instead, within +-10 %),
-  both sums concatenated or stacked into one output (no gain, or 4x slower), a reduction of
-  fused squares (4x slower), other chunk sizes (the chosen one is the fastest).
-- **SRM faster than `torch.compile`.** Inductor emits one Welford pass plus the product, on
-  NCHW, where the reduced axis is contiguous. On the small maps TensorFlow's per-call cost
-  dominates: its own `x * g` floor is 2-4x slower than PyTorch's at 28x28 to 7x7, and at
-  7x7x2048 slower even than the whole compiled PyTorch SRM. Measured against each
-  framework's own floor, the package's XLA SRM has the lower ratio from 28x28 to 7x7; at
-  56x56, where PyTorch's own floor is the slower one, the package's SRM is the faster
-  outright (about 2.5x).
-- **At least 1.4x faster than the seed translation.** Met everywhere except at 56x56 under
-  XLA, where the seed's `tf.nn.moments` is itself a two-loop XLA program and the package's
-  is bounded by the two reads above.
-- **No layer slower under XLA than in graph mode.** Met by the gates at the three larger
-  maps. Left: SCConv, whose 3x3 convolutions of C/2 channels run on XLA's Eigen convolutions
-  instead of oneDNN's (1.0-1.3x in most cells; its forward + backward takes about a second
-  per call here, so only three samples per mode fit the budget and single cells have
-  measured up to 2.3x), and, at 7x7x2048, where fixed per-call costs dominate milliseconds,
-  Triplet's forward + backward (about 1.2x). TensorFlow's own `x * g` is 1.0-4x slower
-  forward + backward under XLA.
-- **SRM-ResNet-50 within +3 % inference, +5 % training, +5 % memory.** The `x * g` floor
-  alone, one multiply per block, sums to about 5 % of ResNet-50's inference time at batch 8
-  on this CPU (the per-layer floors at the four stages times 3, 4, 6 and 3 blocks), above
-  the 3 % budget before any statistic; graph mode also loses oneDNN's fused
-  convolution + BN + add + ReLU where a gate sits before the addition (the "floor vs plain"
-  column). XLA fuses the product into the addition, which is why the XLA figures are the
-  lowest. Memory: a gate's gradient needs its input, the branch's BN output, which plain
-  ResNet-50 never keeps for the backward pass: one activation-sized tensor per block, the
-  "floor vs plain" memory. SRM itself now adds almost nothing on top of that (it kept one
-  more tensor per block until its moments gradient stopped TensorFlow's executor from
-  computing `x - mean` during the forward pass). int8 TFLite: XNNPACK runs int8
-  convolutions far faster than int8 elementwise ops with requantisation; SRM's statistics
-  add two such full-size ops (SUB, MUL) and two average poolings per block to the gate's
-  own MUL.
+Everything in RESULTS.md comes from the JSON, except `benchmarks/NOTES.md` (prose written by
+hand), which is appended verbatim when it exists. Every ratio a section measured sits under a
+`"ratios"` key of its results tree ({label: `_common.paired_ratio` result}); with two runs,
+ratios are paired by their path in the tree, and one whose two intervals do not overlap is
+flagged and takes no part in any target verdict.
 """
 
+import importlib
+import os
+import sys
 
-def _ms(entry):
-    return entry["median_ms"] if entry else None
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from _common import intervals_overlap  # noqa: E402
+
+FLAG = "**≠**"
+UNITS = {"srm": "SRM", "se": "SE", "eca": "ECA", "floor": "floor gate", "srm_lean": "SRM lean"}
 
 
-def _fmt(value, digits=2, suffix=""):
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+# ---- generic helpers -------------------------------------------------------------------
+
+
+def table(head, rows):
+    """The one markdown table of this report: a header row and rows of cells (str)."""
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join("-" if c is None else str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def collect_ratios(tree, path=()):
+    """{path tuple: paired_ratio dict} for every entry of every `"ratios"` mapping in `tree`."""
+    found = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key == "ratios" and isinstance(value, dict):
+                for label, ratio in value.items():
+                    if isinstance(ratio, dict) and "ratio" in ratio:
+                        found[(*path, label)] = ratio
+            else:
+                found.update(collect_ratios(value, (*path, key)))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            found.update(collect_ratios(value, (*path, str(i))))
+    return found
+
+
+def disagreements(runs):
+    """Paths (as strings) of the ratios whose intervals differ between the runs, or that only
+    one run has."""
+    if len(runs) < 2:
+        return []
+    first, second = (collect_ratios(r.get("sections", {})) for r in runs[:2])
+    flagged = []
+    for path in sorted(set(first) | set(second)):
+        if path not in first or path not in second:
+            flagged.append(" > ".join(path) + " (in one run only)")
+        elif not intervals_overlap(first[path], second[path]):
+            flagged.append(" > ".join(path))
+    return flagged
+
+
+def get(tree, *keys):
+    for key in keys:
+        if isinstance(tree, list) and isinstance(key, int) and -len(tree) <= key < len(tree):
+            tree = tree[key]
+        elif isinstance(tree, dict) and key in tree:
+            tree = tree[key]
+        else:
+            return None
+    return tree
+
+
+def _ratios(runs, keys):
+    """The paired_ratio dicts at `keys` (under `sections`) of every run (None where absent)."""
+    return [get(run, "sections", *keys) for run in runs]
+
+
+def _one(r, pct):
+    if r is None:
+        return "-"
+    if pct:
+        value = f"{100 * (r['ratio'] - 1):+.1f}%"
+        if r["low"] is None:
+            return value + " [no CI]"
+        return f"{value} [{100 * (r['low'] - 1):+.1f}, {100 * (r['high'] - 1):+.1f}]"
+    if r["low"] is None:
+        return f"{r['ratio']:.2f} [no CI]"
+    return f"{r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+
+
+def agree(values):
+    present = [v for v in values if v is not None]
+    return len(present) < 2 or intervals_overlap(present[0], present[1])
+
+
+def cell(runs, keys, pct=True):
+    """One ratio of every run ("run 1 / run 2"), flagged when the two intervals do not
+    overlap."""
+    values = _ratios(runs, keys)
+    if all(v is None for v in values):
+        return "-"
+    text = " / ".join(_one(v, pct) for v in values)
+    return text if agree(values) else f"{text} {FLAG}"
+
+
+def verdict(runs, keys, limit):
+    """Whether the ratio at `keys` is at most `limit` in every run, from its interval: met
+    (upper end <= limit), not met (lower end > limit), undecided (the interval straddles it,
+    or there is none); a ratio whose runs disagree is excluded."""
+    values = _ratios(runs, keys)
+    if all(v is None for v in values):
+        return "not measured"
+    if not agree(values):
+        return "excluded (runs disagree)"
+    verdicts = set()
+    for r in values:
+        if r is None or r["low"] is None:
+            verdicts.add("undecided")
+        elif r["high"] <= limit:
+            verdicts.add("met")
+        elif r["low"] > limit:
+            verdicts.add("**not met**")
+        else:
+            verdicts.add("undecided")
+    return verdicts.pop() if len(verdicts) == 1 else "undecided"
+
+
+def _ms(runs, keys, clock="cpu"):
+    values = [get(run, "sections", *keys, clock, "median_ms") for run in runs]
+    if all(v is None for v in values):
+        return "-"
+    return " / ".join("-" if v is None else f"{v:.1f}" for v in values)
 
 
 def _shape(shape):
-    return "x".join(str(s) for s in shape[1:])
+    return f"{shape[1]}x{shape[2]}x{shape[3]}"
 
 
-def layer_ratio(entry, name, mode, direction, floor="floor"):
-    row = entry[direction]
-    a, b = row.get(f"{name}/{mode}"), row.get(f"{floor}/{mode}")
-    return _ms(a) / _ms(b) if a and b else None
+# ---- sections ----------------------------------------------------------------------------
 
 
-def evaluate(results):
-    """[(target, value text, met)] for the issue's targets."""
-    checks = []
-    layers = results.get("layers")
-    if layers:
-        for mode in ("graph", "xla"):
-            ratios = [layer_ratio(e, "srm", mode, "fwd") for e in layers["shapes"]]
-            worst = max(ratios)
-            checks.append(
-                (
-                    f"SRM forward <= 1.5x the floor at every stage ({mode})",
-                    ", ".join(_fmt(r) for r in ratios),
-                    worst <= 1.5,
-                )
+def _machine(runs):
+    lines = ["## Machine and settings", ""]
+    for i, run in enumerate(runs, 1):
+        m = run["machine"]
+        flags = m.get("isa_flags", {})
+        present = ", ".join(k for k, v in flags.items() if v) or "none recorded"
+        absent = ", ".join(k for k, v in flags.items() if not v) or "none"
+        versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+        prefix = f"Run {i}: " if len(runs) > 1 else ""
+        lines += [
+            f"- {prefix}`{run['command']}`, {run['date']}, {run['duration_s']:.0f} s.",
+            f"  - CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs; {m['platform']}.",
+            f"  - ISA flags present: {present}; absent: {absent}.",
+            f"  - Python {m['python']}; {versions}; oneDNN: {m['onednn_opts']}.",
+            "  - Threads per section: "
+            + ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in m["threads"].items())
+            + " (TensorFlow intra- and inter-op, TFLite `num_threads`).",
+            f"  - Load average (1, 5, 15 min): start {run['load_average']['start']}, end "
+            f"{run['load_average']['end']}; per section at its end: "
+            + "; ".join(
+                f"{name} {s.get('load_average_end')} ({s.get('duration_s', '-')} s)"
+                for name, s in run["sections"].items()
+                if isinstance(s, dict) and "duration_s" in s
             )
-        worst = (0.0, "")
-        for e in layers["shapes"]:
-            for name in layers["names"]:
-                for direction in ("fwd", "fwdbwd"):
-                    g, x = e[direction].get(f"{name}/graph"), e[direction].get(f"{name}/xla")
-                    if g and x and _ms(x) / _ms(g) > worst[0]:
-                        worst = (_ms(x) / _ms(g), f"{name} {direction} {_shape(e['shape'])}")
-        checks.append(
-            (
-                "Under XLA no layer slower than in graph mode (max XLA/graph time)",
-                f"{worst[0]:.2f} ({worst[1]})",
-                worst[0] <= 1.0,
-            )
-        )
-        for peer in ("torch_srm/eager", "torch_srm/compile"):
-            speedups = []
-            for e in layers["shapes"]:
-                p = e["fwd"].get(peer)
-                for mode in ("graph", "xla"):
-                    s = e["fwd"].get(f"srm/{mode}")
-                    if p and s:
-                        speedups.append(_ms(p) / _ms(s))
-            if speedups:
-                checks.append(
-                    (
-                        f"SRM forward faster than PyTorch {peer.split('/')[1]} "
-                        "(min speed-up over stages, graph and XLA)",
-                        f"{min(speedups):.2f}x",
-                        min(speedups) > 1.0,
-                    )
-                )
-        speedups = []
-        for e in layers["shapes"]:
-            for mode in ("graph", "xla"):
-                s, p = e["fwd"].get(f"srm/{mode}"), e["fwd"].get(f"seed_srm/{mode}")
-                speedups.append(_ms(p) / _ms(s))
-        checks.append(
-            (
-                "SRM forward >= 1.4x faster than the seed translation (min over stages, modes)",
-                f"{min(speedups):.2f}x",
-                min(speedups) >= 1.4,
-            )
-        )
-    models = results.get("models")
-    if models:
-        for label, value, limit in model_overheads(models):
-            checks.append(
-                (f"SRM-ResNet-50 {label} <= +{limit:.0f}%", f"{value:+.1f}%", value <= limit)
-            )
-    return checks
-
-
-def _model_rows(models):
-    """(label, plain, floor, srm, unit, limit) for every model-level measurement present."""
-    rows = []
-    keras = models["keras"]
-    for section, label, limit in (
-        ("inference", "inference", 3),
-        ("train_step", "training step", 5),
-    ):
-        for mode in ("graph", "xla"):
-            values = [_ms(keras[section].get(f"{m}/{mode}")) for m in ("plain", "floor", "srm")]
-            if None not in (values[0], values[2]):
-                rows.append((f"Keras {label}, {mode}", *values, "ms", limit))
-    lite = models["tflite"]["inference"]
-    for q in ("float32", "int8"):
-        values = [_ms(lite.get(f"{m}/{q}")) for m in ("plain", "floor", "srm")]
-        if None not in (values[0], values[2]):
-            rows.append((f"TFLite XNNPACK {q} inference", *values, "ms", 3))
-    mem = models["memory"]
-    for key, label, limit in (
-        ("step_peak_bytes", "training-step peak tensor memory above resident state", 5),
-        ("allocator_peak_bytes", "allocator peak incl. weights and optimizer slots", None),
-    ):
-        values = [mem[m][key] / 2**20 if m in mem else None for m in ("plain", "floor", "srm")]
-        rows.append((label, *values, "MiB", limit))
-    return rows
-
-
-def model_overheads(models):
-    return [
-        (label, 100 * (srm / plain - 1), limit)
-        for label, plain, _, srm, _, limit in _model_rows(models)
-        if limit is not None
-    ]
-
-
-def chart(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    layers = results["layers"]
-    names = layers["names"] + ["seed_srm"]
-    shapes = layers["shapes"]
-    fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
-    width = 0.8 / len(shapes)
-    for ax, mode in zip(axes, ("graph", "xla"), strict=True):
-        for i, e in enumerate(shapes):
-            values = [layer_ratio(e, n, mode, "fwd") or np.nan for n in names]
-            ax.bar(
-                np.arange(len(names)) + (i - (len(shapes) - 1) / 2) * width,
-                values,
-                width,
-                label=_shape(e["shape"]),
-            )
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.axhline(1.5, color="red", linestyle="--", linewidth=0.8, label="1.5x target (SRM)")
-        ax.set_yscale("log")
-        ax.set_ylabel(f"forward time / floor ({mode})")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(ncol=5, fontsize=8)
-    axes[1].set_xticks(np.arange(len(names)), names, rotation=0)
-    fig.suptitle(
-        f"Forward time relative to x * g (batch {layers['batch']}, "
-        f"{results['machine']['threads']} threads, float32)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _layer_table(layers, direction):
-    names = layers["names"] + ["seed_srm"]
-    head = (
-        ["layer"]
-        + [f"{_shape(e['shape'])} {m}" for e in layers["shapes"] for m in ("graph", "XLA")]
-        + ["XLA/graph (max)"]
-    )
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    floor = ["floor `x * g` (ms)"]
-    for e in layers["shapes"]:
-        for mode in ("graph", "xla"):
-            floor.append(_fmt(_ms(e[direction].get(f"floor/{mode}")), 1))
-    lines.append("| " + " | ".join(floor + ["-"]) + " |")
-    for name in names:
-        row, xg = [f"`{name}`"], []
-        for e in layers["shapes"]:
-            for mode in ("graph", "xla"):
-                row.append(_fmt(layer_ratio(e, name, mode, direction)))
-            g, x = e[direction].get(f"{name}/graph"), e[direction].get(f"{name}/xla")
-            if g and x:
-                xg.append(_ms(x) / _ms(g))
-        row.append(_fmt(max(xg) if xg else None))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _peer_table(layers, direction):
-    head = [
-        "stage",
-        "floor TF graph (ms)",
-        "SRM graph",
-        "SRM XLA",
-        "seed SRM graph",
-        "seed SRM XLA",
-        "torch floor",
-        "torch SRM eager",
-        "torch SRM compile",
-        "torch SE eager",
-        "torch SE compile",
-        "SE graph",
-        "SE XLA",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for e in layers["shapes"]:
-        row = e[direction]
-        floor = _ms(row.get("floor/graph"))
-        keys = [
-            "srm/graph",
-            "srm/xla",
-            "seed_srm/graph",
-            "seed_srm/xla",
-            "torch_floor/eager",
-            "torch_srm/eager",
-            "torch_srm/compile",
-            "torch_se/eager",
-            "torch_se/compile",
-            "se/graph",
-            "se/xla",
+            + ".",
         ]
-        cells = [_shape(e["shape"]), _fmt(floor, 1)]
-        for k in keys:
-            v = _ms(row.get(k))
-            cells.append("-" if v is None else f"{v:.1f} ({v / floor:.2f}x)")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        errors = [
+            f"  - Section `{name}` failed: `{str(s['error']).splitlines()[-1][:300]}`"
+            for name, s in run["sections"].items()
+            if isinstance(s, dict) and "error" in s
+        ]
+        lines += errors
+    lines.append("")
+    return lines
 
 
-def _srm_table(layers):
-    head = [
-        "stage",
-        "graph / floor",
-        "XLA / floor",
-        "seed / SRM (graph)",
-        "seed / SRM (XLA)",
-        "torch eager / SRM graph",
-        "torch compile / SRM graph",
-        "torch eager / SRM XLA",
-        "torch compile / SRM XLA",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for e in layers["shapes"]:
-        row = e["fwd"]
+HOW_TO_READ = """## How to read these numbers
 
-        def ratio(a, b, row=row):
-            return _fmt(_ms(row[a]) / _ms(row[b]), 2, "x") if a in row and b in row else "-"
+- **Time.** Every call is timed twice: wall time and the process's CPU time (all its
+  threads). With one thread, CPU time is the work itself: time spent waiting for a core that
+  another job holds does not count, so it survives a busy shared machine. The primary
+  figures are CPU times at one thread; tables give medians in ms.
+- **Ratios.** Functions compared with each other run interleaved: each round calls every
+  function once, starting at a rotating position. A ratio is computed round by round (the
+  variant's CPU time over the baseline's in the same round) and summarised by its median with
+  a distribution-free 95 % confidence interval (order statistics of the per-round ratios;
+  15 rounds give the 4th and 12th smallest, 96.5 %). Overheads are shown as `+x.x% [low,
+  high]`; plain ratios as `r [low, high]`.
+- **Two runs.** With `--repeat-check` every cell shows run 1 / run 2. A ratio whose two
+  intervals do not overlap is marked {flag}: it did not reproduce, and it is excluded from the
+  target verdicts.
+- **Verdicts.** A target "ratio <= limit" is met when the interval's upper end is at or below
+  the limit in every run, not met when its lower end is above it, undecided otherwise.
+- **Wall-time ratios** are stored in `results.json` (`wall_ratios`) but neither shown nor
+  checked: with two threads or a busy machine, wall time also measures waiting.
+""".replace("{flag}", FLAG)
 
-        lines.append(
-            "| "
-            + " | ".join(
+
+def _targets(runs):
+    rows = []
+    settings = get(runs[0], "sections", "deploy", "settings") or {}
+    for setting in settings:
+        for family in settings[setting]:
+            for runtime in settings[setting][family]:
+                keys = ("deploy", "settings", setting, family, runtime, "ratios")
+                rows.append(
+                    [
+                        f"3: {family} + SRM no dearer than + SE ({runtime}, {setting})",
+                        cell(runs, (*keys, "srm/se"), pct=False),
+                        "<= 1",
+                        verdict(runs, (*keys, "srm/se"), 1.0),
+                    ]
+                )
+    for setting in settings:
+        if not setting.startswith("batch 1,"):
+            continue
+        for family in settings[setting]:
+            for runtime in ("tflite_float32", "tflite_int8"):
+                keys = ("deploy", "settings", setting, family, runtime, "ratios", "srm")
+                rows.append(
+                    [
+                        f"3: {family} + SRM <= +3% ({runtime}, {setting})",
+                        cell(runs, keys),
+                        "<= +3%",
+                        verdict(runs, keys, 1.03),
+                    ]
+                )
+    train = get(runs[0], "sections", "train") or {}
+    candidates = [v for v in ("srm_lean", "srm") if v in (train.get("variants") or [])]
+    for variant in candidates:
+        for mode in ("graph", "xla"):
+            keys = ("train", mode, "ratios", variant)
+            rows.append(
                 [
-                    _shape(e["shape"]),
-                    _fmt(layer_ratio(e, "srm", "graph", "fwd")),
-                    _fmt(layer_ratio(e, "srm", "xla", "fwd")),
-                    ratio("seed_srm/graph", "srm/graph"),
-                    ratio("seed_srm/xla", "srm/xla"),
-                    ratio("torch_srm/eager", "srm/graph"),
-                    ratio("torch_srm/compile", "srm/graph"),
-                    ratio("torch_srm/eager", "srm/xla"),
-                    ratio("torch_srm/compile", "srm/xla"),
+                    f"5: training step, {UNITS[variant]} vs plain ({mode})",
+                    cell(runs, keys),
+                    "<= +5%",
+                    verdict(runs, keys, 1.05),
                 ]
             )
-            + " |"
-        )
-    return "\n".join(lines)
-
-
-def _kecam_table(results):
-    kecam = results.get("kecam") or {}
-    if "error" in kecam:
-        return f"kecam could not be benchmarked: {kecam['error']}"
-    layers = results.get("layers")
-    head = [
-        "stage",
-        "direction",
-        "kecam floor graph (ms)",
-        "kecam SE graph",
-        "kecam SE XLA",
-        "kecam ECA graph",
-        "kecam ECA XLA",
-        "ours SE graph",
-        "ours SE XLA",
-        "ours ECA graph",
-        "ours ECA XLA",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for i, e in enumerate(kecam.get("shapes", [])):
-        for direction in ("fwd", "fwdbwd"):
-            row = e[direction]
-            cells = [_shape(e["shape"]), direction, _fmt(_ms(row.get("floor/graph")), 1)]
-            for name in ("kecam_se", "kecam_eca"):
-                for mode in ("graph", "xla"):
-                    cells.append(_fmt(layer_ratio(e, name, mode, direction), 2, "x"))
-            for name in ("se", "eca"):
-                for mode in ("graph", "xla"):
-                    ours = layers["shapes"][i] if layers else None
-                    cells.append(
-                        _fmt(layer_ratio(ours, name, mode, direction), 2, "x") if ours else "-"
-                    )
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _model_tables(models):
-    lines = [
-        "| measurement | ResNet-50 | + `x * g` floor | SRM-ResNet-50 | SRM vs plain | "
-        "SRM vs floor | floor vs plain |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-
-    def pct(a, b):
-        return "-" if a is None or b is None else f"{100 * (a / b - 1):+.1f}%"
-
-    for label, plain, floor, srm, unit, _ in _model_rows(models):
-        cells = [label] + [_fmt(v, 1, f" {unit}") for v in (plain, floor, srm)]
-        cells += [pct(srm, plain), pct(srm, floor), pct(floor, plain)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lite = models["tflite"]
-    lines.append("")
-    lines.append(
-        "TFLite files: "
-        + ", ".join(
-            f"{k} {v / 2**20:.1f} MiB (converted in {lite['conversion_s'][k]} s)"
-            for k, v in lite["file_bytes"].items()
-        )
-        + "."
-    )
-    return "\n".join(lines)
-
-
-def write(results, out):
-    machine = results["machine"]
-    lines = ["# Benchmark results", ""]
-    lines.append(
-        f"Generated by `{results['command']}` on {results['date']} in {results['duration_s']} s. "
-        "Raw numbers (every sample) are in `results.json`; the chart is `results.png`."
-    )
-    lines.append("")
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
-    lines += [
-        "## Machine and settings",
-        "",
-        f"- CPU: {machine['cpu']}, {machine['logical_cpus']} logical CPUs; {machine['platform']}.",
-        f"- Threads: {machine['threads']} everywhere (TensorFlow intra- and inter-op, "
-        "`torch.set_num_threads`/`set_num_interop_threads`, TFLite `num_threads`, kecam's "
-        "process).",
-        f"- Python {machine['python']}; {versions}; oneDNN: {machine['onednn_opts']}.",
-        f"- Load average (1, 5, 15 min) at start {results['load_average_start']}, at end "
-        f"{results['load_average_end']} (the run itself keeps about two threads busy).",
-        "- float32; every figure is the median over interleaved repeats after warm-up (each round "
-        "runs every function of a group once, starting at a rotating position, so that load "
-        "changes hit all alike).",
-        "",
-    ]
-    checks = evaluate(results)
-    if checks:
-        lines += ["## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
-        lines += [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in checks]
-        lines.append("")
-    layers = results.get("layers")
-    if layers:
-        n = layers["batch"]
-        lines += [
-            "## SRM",
-            "",
-            f"Forward (inference, `training=False`), batch {n}. Ratios above 1 in the peer "
-            "columns mean the package's SRM is faster.",
-            "",
-            _srm_table(layers),
-            "",
-            "## Every layer: forward",
-            "",
-            f"Forward time / floor time in the same mode (`x * g` with a per-(batch, channel) g), "
-            f"batch {n}, at ResNet-50's four stage shapes (H x W x C); the floor row is in ms. "
-            "`seed_srm` is the seed's TF1 `SRM_block` translated to TF2.",
-            "",
-            _layer_table(layers, "fwd"),
-            "",
-            "![Forward time over the floor, per layer and stage](results.png)",
-            "",
-            "## Every layer: forward + backward",
-            "",
-            "Forward in training mode plus the gradient with respect to the input and every "
-            "trainable weight, given a fixed upstream gradient; divided by the same for the "
-            "floor (gradients of `x * g` with respect to x and g).",
-            "",
-            _layer_table(layers, "fwdbwd"),
-            "",
-            "## Peers (ms, and ratio to TensorFlow's graph-mode floor)",
-            "",
-            "PyTorch modules run in NCHW, as the official code does; `torch floor` is `x * g` "
-            "in PyTorch.",
-            "",
-            "Forward:",
-            "",
-            _peer_table(layers, "fwd"),
-            "",
-            "Forward + backward:",
-            "",
-            _peer_table(layers, "fwdbwd"),
-            "",
-        ]
-        if layers.get("torch_errors"):
-            lines += ["torch.compile failures:", ""]
-            lines += [f"- {k}: {v}" for k, v in layers["torch_errors"].items()]
-            lines.append("")
-        above = []
-        for name in layers["names"]:
-            worst = max(
-                layer_ratio(e, name, m, "fwd") or 0
-                for e in layers["shapes"]
-                for m in ("graph", "xla")
+    for variant in ("srm_lean", "srm"):
+        values = []
+        for run in runs:
+            memory = get(run, "sections", "train", "memory") or {}
+            if variant in memory and "plain" in memory:
+                values.append(
+                    memory[variant]["step_peak_bytes"] / memory["plain"]["step_peak_bytes"]
+                )
+        if values:
+            met = all(v <= 1.05 for v in values)
+            rows.append(
+                [
+                    f"5: training-step peak memory, {UNITS[variant]} vs plain",
+                    " / ".join(f"{100 * (v - 1):+.1f}%" for v in values),
+                    "<= +5%",
+                    "met" if met else "**not met**",
+                ]
             )
-            if worst > 2 and name in NOTES:
-                above.append(f"- `{name}` (up to {worst:.1f}x): {NOTES[name]}")
-        if above:
-            lines += ["### Layers above 2x the floor (forward)", ""] + above + [""]
-    if "kecam" in results:
+    if not rows:
+        return []
+    return [
+        "## Targets (issue 13)",
+        "",
+        "Item 3: SRM no dearer than SE in every runtime, and within +3 % at batch 1 in TFLite "
+        "float32 and int8. Item 5: memory-lean training within +5 % peak memory and +5 % step "
+        "time of ResNet-50 (SRM's plain training path shown too). Memory is one figure per run "
+        "(median of three steps), without an interval.",
+        "",
+        table(["target", "measured", "limit", "verdict"], rows),
+        "",
+    ]
+
+
+def _deploy(runs):
+    deploy = get(runs[0], "sections", "deploy")
+    if not deploy or "settings" not in deploy:
+        return []
+    lines = [
+        "## Deployment: overhead over the plain model",
+        "",
+        "ResNet-50 is `keras_recalib.models.resnet50(recalibration)`; the floor gate is "
+        "`x * sigmoid(x[:, :1, :1, :])` where the module sits (a data-dependent gate without "
+        "statistics: what inserting any gate costs). MobileNetV2 is "
+        "`keras.applications.MobileNetV2(weights=None)` with `insert_recalibration(model, "
+        "name)`. Runtimes: Keras graph (`tf.function`), XLA (`jit_compile=True`), TFLite "
+        "float32 and int8 (`keras_recalib.export.convert_tflite`; int8 calibrated on random "
+        "images, which changes the scales, not the ops) in the LiteRT interpreter with its "
+        "default XNNPACK delegate. 224x224 inputs. Each cell: CPU-time overhead over the "
+        "plain model, paired per round, with its 95 % interval; `SRM / SE` is SRM's time over "
+        "SE's (below 1: SRM is cheaper).",
+        "",
+    ]
+    for family in ("resnet50", "mobilenetv2"):
+        variants = [
+            v for v in ("floor", "se", "eca", "srm") if family == "resnet50" or v != "floor"
+        ]
+        rows = []
+        for setting, families in deploy["settings"].items():
+            for runtime in families.get(family, {}):
+                keys = ("deploy", "settings", setting, family, runtime)
+                row = [runtime, setting, _ms(runs, (*keys, "times", "plain"))]
+                row += [cell(runs, (*keys, "ratios", v)) for v in variants]
+                row.append(cell(runs, (*keys, "ratios", "srm/se"), pct=False))
+                rows.append(row)
+        head = ["runtime", "batch, threads", "plain (ms CPU)"]
+        head += [f"+ {UNITS[v]}" for v in variants] + ["SRM / SE"]
+        lines += [f"### {family}", "", table(head, rows), ""]
+    delegates = deploy.get("delegates") or {}
+    if delegates:
+        rows = [
+            [
+                label,
+                d["file_ops"],
+                d["xnnpack_ops"],
+                d["xnnpack_partitions"],
+                ", ".join(f"{k} x{v}" for k, v in d["builtin_ops"].items()) or "none",
+            ]
+            for label, d in delegates.items()
+        ]
         lines += [
-            "## kecam (keras-cv-attention-models, legacy Keras)",
+            "### Which ops XNNPACK runs",
             "",
-            "kecam needs legacy Keras, so it runs in its own process and virtualenv "
-            "(`benchmarks/.venv-kecam`, created on first use: it reuses this environment's "
-            "TensorFlow through a .pth file and adds "
-            + ", ".join(f"{k} {v}" for k, v in (results["kecam"].get("versions") or {}).items())
-            + "). Ratios to the floor measured in kecam's own process; ours from the main "
-            "run, against the main run's floor. kecam's SE: `se_module(se_ratio=1/16, "
-            "divisor=1)` (the package's width C // 16); ECA: `eca_module()` defaults.",
+            "After `allocate_tensors()`, from the interpreter's node list: ops replaced by an "
+            "XNNPACK partition (`DELEGATE` node) run in XNNPACK; the rest run on TFLite's "
+            "builtin kernels (op name, input type). Every builtin op between two partitions "
+            "splits the graph and costs a round trip through the interpreter.",
             "",
-            _kecam_table(results),
+            table(
+                ["file", "ops in file", "on XNNPACK", "XNNPACK partitions", "builtin kernels"],
+                rows,
+            ),
             "",
         ]
-    models = results.get("models")
-    if models:
+    return lines
+
+
+def _train(runs):
+    train = get(runs[0], "sections", "train")
+    if not train or "variants" not in train:
+        return []
+    rows = []
+    for variant in train["variants"]:
+        row = [UNITS.get(variant, variant)]
+        for mode in ("graph", "xla"):
+            row.append(_ms(runs, ("train", mode, "times", variant)))
+            row.append(cell(runs, ("train", mode, "ratios", variant)))
+        mem = []
+        for run in runs:
+            memory = get(run, "sections", "train", "memory") or {}
+            if variant in memory and "plain" in memory:
+                value = memory[variant]["step_peak_bytes"]
+                base = memory["plain"]["step_peak_bytes"]
+                mem.append(f"{value / 2**20:.0f} MiB ({100 * (value / base - 1):+.1f}%)")
+        row.append(" / ".join(mem) or "-")
+        rows.append(row)
+    lines = [
+        "## Training (ResNet-50)",
+        "",
+        f"Batch {train['batch']}, {train['size']}x{train['size']}x3, 1000 classes; a step is "
+        "forward, loss, gradients and an SGD-momentum update. Memory: peak of TensorFlow's BFC "
+        "allocator during a graph-mode step (median of three steps, 1 thread) minus what is "
+        "resident before it, in one fresh process per model with "
+        "`TF_CPU_ALLOCATOR_USE_BFC=true`.",
+        "",
+        table(
+            [
+                "model",
+                "graph step (ms CPU)",
+                "graph overhead",
+                "XLA step (ms CPU)",
+                "XLA overhead",
+                "step peak memory",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    lean = get(train, "graph", "ratios", "srm_lean/srm")
+    if lean:
         lines += [
-            "## SRM-ResNet-50 vs ResNet-50",
-            "",
-            f"`keras_recalib.models.resnet50(recalibration=...)`, batch {models['batch']}, "
-            f"{models['size']}x{models['size']}x3, 1000 classes; training step = forward, "
-            "loss, gradients and an SGD-momentum update. TFLite: `convert_tflite` (float32; "
-            "int8 calibrated on random inputs) run with the XNNPACK delegate. The floor model "
-            "puts `x * sigmoid(x[:, 0, 0, :])` where SRM sits: a data-dependent per-channel "
-            "gate without statistics, i.e. what inserting any gate costs. Memory: peak of the "
-            "TensorFlow BFC allocator during a graph-mode training step (median of three "
-            "steps) minus what is resident before the step, measured in one fresh process per "
-            "model with `TF_CPU_ALLOCATOR_USE_BFC=true` (the default CPU allocator reports no "
-            "statistics to `tf.config.experimental.get_memory_info`).",
-            "",
-            _model_tables(models),
+            "SRM lean over SRM: graph "
+            + cell(runs, ("train", "graph", "ratios", "srm_lean/srm"))
+            + ", XLA "
+            + cell(runs, ("train", "xla", "ratios", "srm_lean/srm"))
+            + ".",
             "",
         ]
+    return lines
+
+
+def _layers(runs):
+    layers = get(runs[0], "sections", "layers")
+    if not layers or "shapes" not in layers:
+        return []
+    names = [*layers["names"], "seed_srm"]
+    shapes = layers["shapes"]
+    lines = [
+        "## Layers over the floor",
+        "",
+        f"Batch {layers['batch']}, 1 thread, ResNet-50's stage shapes (H x W x C). Each cell: "
+        "the layer's CPU time over the floor's (`x * g` with a per-(batch, channel) g) in the "
+        "same mode, paired per round. Forward + backward: training-mode forward and the "
+        "gradient with respect to the input and every weight, given an upstream gradient. "
+        "`seed_srm` is the seed's TF1 `SRM_block` translated to TF2.",
+        "",
+    ]
+    for direction, title in (("fwd", "Forward"), ("fwdbwd", "Forward + backward")):
+        head = ["layer"] + [
+            f"{_shape(e['shape'])} {mode}" for e in shapes for mode in ("graph", "XLA")
+        ]
+        floor = ["floor (ms CPU)"] + [
+            _ms(runs, ("layers", "shapes", i, direction, "times", f"floor/{mode}"))
+            for i, _ in enumerate(shapes)
+            for mode in ("graph", "xla")
+        ]
+        rows = [floor]
+        for name in names:
+            rows.append(
+                [f"`{name}`"]
+                + [
+                    cell(
+                        runs,
+                        ("layers", "shapes", i, direction, "ratios", f"{name}/{m} : floor/{m}"),
+                        pct=False,
+                    )
+                    for i, _ in enumerate(shapes)
+                    for m in ("graph", "xla")
+                ]
+            )
+        lines += [f"### {title}", "", table(head, rows), ""]
+    head = ["ratio"] + [f"{_shape(e['shape'])} {d}" for e in shapes for d in ("fwd", "fwdbwd")]
+    rows = []
+    for label in [f"seed_srm/{m} : srm/{m}" for m in ("graph", "xla")] + [
+        f"{n}/xla : {n}/graph" for n in ["floor", *names]
+    ]:
+        rows.append(
+            [f"`{label}`"]
+            + [
+                cell(runs, ("layers", "shapes", i, d, "ratios", label), pct=False)
+                for i, _ in enumerate(shapes)
+                for d in ("fwd", "fwdbwd")
+            ]
+        )
+    lines += [
+        "### The seed's SRM over the package's, and XLA over graph mode",
+        "",
+        table(head, rows),
+        "",
+    ]
+    return lines
+
+
+def _kecam(runs):
+    kecam = get(runs[0], "sections", "kecam")
+    if not kecam:
+        return []
+    if "error" in kecam:
+        return ["## kecam", "", f"kecam could not be benchmarked: {kecam['error'][-500:]}", ""]
+    shapes = kecam.get("shapes", [])
+    rows = []
+    for name in ("kecam_se", "kecam_eca"):
+        for mode in ("graph", "xla"):
+            label = f"{name}/{mode} : floor/{mode}"
+            rows.append(
+                [f"`{name}` {mode}"]
+                + [
+                    cell(runs, ("kecam", "shapes", i, d, "ratios", label), pct=False)
+                    for i, _ in enumerate(shapes)
+                    for d in ("fwd", "fwdbwd")
+                ]
+            )
+    head = ["layer"] + [f"{_shape(e['shape'])} {d}" for e in shapes for d in ("fwd", "fwdbwd")]
+    versions = ", ".join(f"{k} {v}" for k, v in (kecam.get("versions") or {}).items())
+    return [
+        "## kecam (keras-cv-attention-models, legacy Keras)",
+        "",
+        f"Run in its own virtualenv and process ({versions}); ratios to the floor measured in "
+        "kecam's process, comparable with the layer tables above.",
+        "",
+        table(head, rows),
+        "",
+    ]
+
+
+def _module_section(name, runs):
+    """A section written by another module's `markdown(runs)` (peers, jax)."""
+    entries = [get(run, "sections", name) for run in runs]
+    if all(e is None for e in entries):
+        return []
+    if any(e is not None and "skipped" in e for e in entries):
+        return [f"## {name}", "", f"Skipped: {entries[0]['skipped']}.", ""]
+    if any(e is not None and "error" in e for e in entries):
+        error = next(e["error"] for e in entries if e is not None and "error" in e)
+        return [f"## {name}", "", f"Failed: `{str(error)[-500:]}`", ""]
+    try:
+        module = importlib.import_module(f"{name}_bench")
+        return [module.markdown(entries), ""]
+    except Exception as error:  # noqa: BLE001 - the rest of the report is still written
+        return [f"## {name}", "", f"Could not be reported: {error}", ""]
+
+
+def write(runs, out):
+    """Writes `out/RESULTS.md` from a list of one or two runs' results."""
+    first = runs[0]
+    lines = ["# Benchmark results", ""]
+    if len(runs) > 1:
+        flagged = disagreements(runs)
+        total = len(collect_ratios(first.get("sections", {})))
+        lines.append(
+            f"Two runs (`run.py --repeat-check`; raw numbers in `run1/results.json` and "
+            f"`run2/results.json`). **{len(flagged)} of {total} ratios did not reproduce** "
+            f"(marked {FLAG}; excluded from the verdicts)."
+            if flagged
+            else f"Two runs (`run.py --repeat-check`): all {total} ratios reproduced."
+        )
+    else:
+        lines.append(
+            "One run (raw numbers, every sample, in `results.json`); `run.py --repeat-check` "
+            "checks that every ratio reproduces."
+        )
+    lines.append("")
+    lines += _machine(runs)
+    lines += [HOW_TO_READ]
+    lines += _targets(runs)
+    lines += _deploy(runs)
+    lines += _train(runs)
+    lines += _layers(runs)
+    lines += _module_section("peers", runs)
+    lines += _module_section("jax", runs)
+    lines += _kecam(runs)
+    if len(runs) > 1:
+        flagged = disagreements(runs)
+        if flagged:
+            lines += ["## Ratios that did not reproduce", ""] + [f"- {p}" for p in flagged]
+            lines.append("")
+    lines += ["## Notes", ""]
+    notes = os.path.join(HERE, "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines.append(f.read())
+    else:
+        lines.append("<!-- benchmarks/NOTES.md (prose written by hand) is appended here. -->")
     path = os.path.join(out, "RESULTS.md")
-    lines += [EXPLANATION]
     with open(path, "w") as f:
-        f.write("\n".join(lines))
-    if layers:
-        chart(results, os.path.join(out, "results.png"))
+        f.write("\n".join(lines) + "\n")
     return path
 
 
 if __name__ == "__main__":
     import json
-    import sys
 
-    # Rewrites RESULTS.md and the chart from a results.json (default: benchmarks/).
-    source = (
-        sys.argv[1]
-        if len(sys.argv) > 1
-        else os.path.join(os.path.dirname(__file__), "results.json")
+    # Rewrites RESULTS.md from one or two results.json (default: benchmarks/results.json).
+    sources = sys.argv[1:] or [os.path.join(HERE, "results.json")]
+    loaded = []
+    for source in sources:
+        with open(source) as f:
+            loaded.append(json.load(f))
+    write(
+        loaded,
+        os.path.dirname(os.path.dirname(os.path.abspath(sources[-1])))
+        if len(loaded) > 1
+        else os.path.dirname(os.path.abspath(sources[0])),
     )
-    with open(source) as f:
-        write(json.load(f), os.path.dirname(os.path.abspath(source)))
