@@ -197,32 +197,40 @@ def prepare(config, log, memory=True):
 
 
 def _convert(args):
-    import tempfile
-
     configure_tensorflow(1)
-    from keras_recalib.export import convert_tflite, export_saved_model
+    from keras_recalib.export import convert_tflite, verify_tflite
 
     model = build(args.family, args.variant, args.size)
+    # Checked against Keras on inputs the calibration did not see.
+    held_out = _data(4, args.size, seed=2)[0]
     out = {}
-    with tempfile.TemporaryDirectory(prefix="keras_recalib_bench_") as tmp:
-        # One SavedModel for every quantization: the export traces the whole network.
+    for q in args.quantization.split(","):
+        # Random calibration images: int8 scales then come from noise, not photographs,
+        # which changes the values but not the ops or their cost.
+        calibration = _data(args.calibration, args.size, seed=1)[0] if q == "int8" else None
+        path = cache_path(args.family, args.variant, q, args.size, args.calibration, args.key)
         start = time.perf_counter()
-        saved = export_saved_model(model, os.path.join(tmp, "sm"), (args.size, args.size, 3))
-        out["export_s"] = round(time.perf_counter() - start, 1)
-        for q in args.quantization.split(","):
-            # Random calibration images: int8 scales then come from noise, not photographs,
-            # which changes the values but not the ops or their cost.
-            calibration = _data(args.calibration, args.size, seed=1)[0] if q == "int8" else None
-            path = cache_path(args.family, args.variant, q, args.size, args.calibration, args.key)
-            start = time.perf_counter()
-            convert_tflite(
-                str(saved),
-                path + ".part",
-                quantization=None if q == "float32" else q,
-                representative_data=calibration,
-            )
-            os.replace(path + ".part", path)  # a killed conversion leaves no half file
-            out[q] = {"path": path, "seconds": round(time.perf_counter() - start, 1)}
+        # From the Keras model, as users convert: convert_tflite traces it for TFLite (and for
+        # int8 activations), which a SavedModel written for TensorFlow would not be.
+        convert_tflite(
+            model,
+            path + ".part",
+            quantization=None if q == "float32" else q,
+            representative_data=calibration,
+            input_shape=(args.size, args.size, 3),
+        )
+        seconds = round(time.perf_counter() - start, 1)
+        report = verify_tflite(model, path + ".part", held_out, repeats=1)
+        check = {
+            "seconds": seconds,
+            "max_abs_error": float(report.max_abs_error),
+            "cosine": float(report.cosine_similarity),
+            "meets_contract": bool(report.meets_contract),
+        }
+        with open(path + ".json", "w") as f:  # kept next to the cached file
+            json.dump(check, f)
+        os.replace(path + ".part", path)  # a killed conversion leaves no half file
+        out[q] = {"path": path, **check}
     print(json.dumps(out))
 
 
@@ -271,7 +279,12 @@ def delegation(path):
         if o["op_name"] != "DELEGATE"
     )
     file_ops = sum(o["op_name"] != "DELEGATE" for o in ops)
+    check = {}
+    if os.path.exists(str(path) + ".json"):  # the conversion's comparison with Keras
+        with open(str(path) + ".json") as f:
+            check = json.load(f)
     return {
+        "check": check,
         "file_ops": file_ops,
         "xnnpack_partitions": sum(o["op_name"] == "DELEGATE" for o in executed.values()),
         "xnnpack_ops": file_ops - sum(builtin.values()),
