@@ -116,6 +116,12 @@ def parse_args(argv=None):
     parser.add_argument("--skip", default="", help="comma-separated: " + ",".join(SECTIONS))
     parser.add_argument("--with-kecam", action="store_true", help="add kecam's SE and ECA")
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite RESULTS.md from the last --repeat-check's run1/ and run2/ (after editing "
+        "benchmarks/NOTES.md); times nothing",
+    )
+    parser.add_argument(
         "--convert-only",
         action="store_true",
         help="only fill the TFLite cache (benchmarks/.cache/; minutes per model, untimed)",
@@ -379,6 +385,16 @@ def main(argv=None):
         return 0
     if args.repeat_check:
         return repeat_check(args, log)
+    if args.report_only:
+        import report
+
+        out_dir = args.out or (os.path.join(HERE, "quick") if args.quick else HERE)
+        runs = []
+        for i in (1, 2):
+            with open(os.path.join(out_dir, f"run{i}", "results.json")) as f:
+                runs.append(json.load(f))
+        log(f"wrote {report.write(runs, out_dir)}")
+        return 0
     single_run(args, log)
     return 0
 
