@@ -87,17 +87,31 @@ def has_memory_lean():
 def build(family, variant, size):
     import keras
 
+    import keras_recalib as kr
     from keras_recalib.models import insert_recalibration, resnet50
 
     keras.utils.set_random_seed(0)
     shape = (size, size, 3)
     if family == "resnet50":
         if variant == "srm_lean":
-            return resnet50("srm", num_classes=NUM_CLASSES, input_shape=shape, memory_lean=True)
-        module = {"plain": None, "floor": _pixel_gate}.get(variant, variant)
-        return resnet50(module, num_classes=NUM_CLASSES, input_shape=shape)
-    base = keras.applications.MobileNetV2(weights=None, input_shape=shape, classes=NUM_CLASSES)
-    return base if variant == "plain" else insert_recalibration(base, variant)
+            model = resnet50("srm", num_classes=NUM_CLASSES, input_shape=shape, memory_lean=True)
+        else:
+            module = {"plain": None, "floor": _pixel_gate}.get(variant, variant)
+            model = resnet50(module, num_classes=NUM_CLASSES, input_shape=shape)
+    else:
+        # Logits, as ResNet-50's: a softmax over 1000 classes of a random network is about
+        # 1/1000 everywhere, which int8 rounds to zero, so its cosine would say nothing.
+        base = keras.applications.MobileNetV2(
+            weights=None, input_shape=shape, classes=NUM_CLASSES, classifier_activation=None
+        )
+        model = base if variant == "plain" else insert_recalibration(base, variant)
+    # SRM's official initialisation (zero channel-wise weights) makes its gate a constant
+    # until trained; random weights make the statistics matter for the accuracy checks.
+    rng = np.random.default_rng(0)
+    for layer in model._flatten_layers():
+        if isinstance(layer, kr.StyleRecalibration):
+            layer.cfc.assign(rng.normal(0.0, 1.0, layer.cfc.shape).astype("float32"))
+    return model
 
 
 def _data(batch, size, seed=0):
