@@ -97,13 +97,14 @@ def agree(values):
 
 
 def cell(runs, keys, pct=True):
-    """One ratio of every run ("run 1 / run 2"), flagged when the two intervals do not
-    overlap."""
+    """One ratio of every run ("run 1 / run 2"). A ratio whose two intervals do not overlap
+    is not published: the cell says so, and the last section lists both runs' values."""
     values = _ratios(runs, keys)
     if all(v is None for v in values):
         return "-"
-    text = " / ".join(_one(v, pct) for v in values)
-    return text if agree(values) else f"{text} {FLAG}"
+    if not agree(values):
+        return f"not reproduced {FLAG}"
+    return " / ".join(_one(v, pct) for v in values)
 
 
 def verdict(runs, keys, limit):
@@ -191,8 +192,8 @@ HOW_TO_READ = """## How to read these numbers
   15 rounds give the 4th and 12th smallest, 96.5 %). Overheads are shown as `+x.x% [low,
   high]`; plain ratios as `r [low, high]`.
 - **Two runs.** With `--repeat-check` every cell shows run 1 / run 2. A ratio whose two
-  intervals do not overlap is marked {flag}: it did not reproduce, and it is excluded from the
-  target verdicts.
+  intervals do not overlap did not reproduce: its cell says "not reproduced {flag}", it is
+  excluded from the target verdicts, and its values are listed only in the last section.
 - **Verdicts.** A target "ratio <= limit" is met when the interval's upper end is at or below
   the limit in every run, not met when its lower end is above it, undecided otherwise.
 - **Wall-time ratios** are stored in `results.json` (`wall_ratios`) but neither shown nor
@@ -553,7 +554,21 @@ def write(runs, out):
     if len(runs) > 1:
         flagged = disagreements(runs)
         if flagged:
-            lines += ["## Ratios that did not reproduce", ""] + [f"- {p}" for p in flagged]
+            lines += [
+                "## Ratios that did not reproduce",
+                "",
+                "Not published in the tables above; both runs' values, for the record.",
+                "",
+            ]
+            first, second = (collect_ratios(r.get("sections", {})) for r in runs[:2])
+            by_name = {" > ".join(path): path for path in set(first) | set(second)}
+            for name in flagged:
+                path = by_name.get(name)
+                if path is None:
+                    lines.append(f"- {name}")
+                    continue
+                shown = " / ".join(_one(run.get(path), False) for run in (first, second))
+                lines.append(f"- {name}: {shown}")
             lines.append("")
     lines += ["## Notes", ""]
     notes = os.path.join(HERE, "NOTES.md")
