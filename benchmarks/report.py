@@ -532,7 +532,8 @@ def write(runs, out):
         lines.append(
             f"Two runs (`run.py --repeat-check`; raw numbers in `run1/results.json` and "
             f"`run2/results.json`). **{len(flagged)} of {total} ratios did not reproduce** "
-            f"(marked {FLAG}; excluded from the verdicts)."
+            f'(their cells say "not reproduced {FLAG}"; excluded from the verdicts, values '
+            "listed at the end)."
             if flagged
             else f"Two runs (`run.py --repeat-check`): all {total} ratios reproduced."
         )
