@@ -227,3 +227,12 @@ def run_json_subprocess(argv, env=None, timeout=None):
         tail = (proc.stderr or proc.stdout)[-2000:]
         raise RuntimeError(f"{' '.join(argv[:2])} failed (exit {proc.returncode}):\n{tail}")
     return json.loads(lines[-1])
+
+
+def load_runs(paths):
+    """The result JSON files at `paths`, one per run, for a section's `markdown(runs)`."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    return runs

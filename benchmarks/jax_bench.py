@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import interleaved, paired_ratio, summary  # noqa: E402
+from _common import interleaved, load_runs, paired_ratio, summary  # noqa: E402
 
 # ResNet-50's four stage outputs: (height = width, channels).
 STAGES = ((56, 256), (28, 512), (14, 1024), (7, 2048))
@@ -289,11 +289,7 @@ def main(argv=None):
     parser.add_argument("--markdown", nargs="*", help="render these result files and exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        runs = []
-        for path in args.markdown:
-            with open(path) as f:
-                runs.append(json.load(f))
-        print(markdown(runs))
+        print(markdown(load_runs(args.markdown)))
         return
     set_threads(args.threads)
     os.environ.setdefault("KERAS_BACKEND", "jax")

@@ -31,7 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-NUM_CLASSES = 1000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deploy_bench import NUM_CLASSES, _train_step  # noqa: E402
+
 # name -> (recalibration, memory_lean)
 MODELS = {
     "plain": (None, False),
@@ -73,19 +75,8 @@ def measure(model_name, memory_lean, batch=8, size=224, threads=1, steps=5, jit=
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((batch, size, size, 3)).astype("float32"))
     y = tf.constant(rng.integers(0, NUM_CLASSES, batch).astype("int32"))
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(jit_compile=jit)
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-            )
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
+    # The benchmark suite's training step (forward, loss, gradients, SGD-momentum update).
+    step = _train_step(tf, keras, model, jit)
 
     step(x, y).numpy()  # trace, allocate optimizer slots and oneDNN caches
     resident = tf.config.experimental.get_memory_info("CPU:0")["current"]

@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     configure_tensorflow,
     configure_torch,
     interleaved,
+    load_runs,
     machine_info,
     package_versions,
     paired_ratio,
@@ -458,11 +459,7 @@ def main(argv=None):
     parser.add_argument("--markdown", nargs="*", help="render these result files and exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        runs = []
-        for path in args.markdown:
-            with open(path) as f:
-                runs.append(json.load(f))
-        print(markdown(runs))
+        print(markdown(load_runs(args.markdown)))
         return
     quiet_environment()
     configure_tensorflow(args.threads)
