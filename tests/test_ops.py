@@ -276,6 +276,17 @@ def test_graph_mode_pools_and_xla_sums_partials():
         assert bool(full_size) == full_size_subtraction, runtime
 
 
+def test_xla_partial_sums_leave_enough_partials():
+    # Few partials per image ran 5-8x slower at batch 1-2 (28 partials of a 28x28 map): the
+    # chunk divides the count and leaves at least _MIN_PARTIALS partials where the map allows.
+    for side, chunk in ((112, 32), (56, 32), (28, 16), (14, 4), (7, 7), (2, 2), (1, 1)):
+        count = side * side
+        assert _tensorflow._chunk(count) == chunk, side
+        assert count % chunk == 0
+        if count >= 2 * _tensorflow._MIN_PARTIALS:
+            assert count // chunk >= _tensorflow._MIN_PARTIALS, side
+
+
 def test_thin_planes_take_the_banded_convolution():
     plane = tf.constant(random_inputs((2, 40, 5, 1)))
     taps = tf.constant(random_inputs((7, 7)))

@@ -52,8 +52,10 @@ try:  # non-public: XLA's optimisation barrier as a TensorFlow op
 except (ImportError, AttributeError):  # pragma: no cover - guarded by tests/test_ops.py
     _optimization_barrier = None
 
-# At most this many pixels per partial sum in the XLA paths.
+# At most this many pixels per partial sum in the XLA paths, and at least this many partials
+# where the map allows (see `_chunk`).
 _MAX_CHUNK = 32
+_MIN_PARTIALS = 32
 # Largest short side of a one-channel map convolved as a banded matrix (graph mode), and the
 # largest for which the banded convolution's gradients serve the XLA path.
 _BANDED_MAX = 16
@@ -120,14 +122,24 @@ def store_once(tensor):
 
 
 def _chunk(count):
-    """Pixels per partial sum: the largest divisor of the pixel count up to `_MAX_CHUNK` and
-    below the count (no remainder), else `_MAX_CHUNK // 2` and a remainder.
+    """Pixels per partial sum: the largest divisor of the pixel count up to `_MAX_CHUNK` that
+    leaves at least `_MIN_PARTIALS` partials; on maps too small for that, the largest divisor
+    below the count; else `_MAX_CHUNK // 2` and a remainder.
+
+    Few partials per image are slow: at batch 1 on one thread an SRM-like gate with 28
+    partials of 28 pixels (28x28 maps) or 7 of 28 (14x14) took 5-8x the `x * g` floor
+    forward, with 49 partials of 16 or of 4 pixels 1.3x; SRM under XLA at batch 2 took
+    0.21-0.29x its previous time at those maps, and 0.89-0.97x at batch 16
+    (`benchmarks/compare_revisions.py`, one thread; see benchmarks/NOTES.md).
 
     There are always at least two partials: a reduction of one partial would vanish, and XLA
     would then fuse the whole partial-sum loop into every consumer of the statistics, i.e.
     recompute it for each pixel of the gradient or the product.
     """
     divisors = [k for k in range(2, min(_MAX_CHUNK, count // 2) + 1) if count % k == 0]
+    many = [k for k in divisors if count // k >= _MIN_PARTIALS]
+    if many:
+        return max(many)
     if divisors:
         return max(divisors)
     return max(1, min(_MAX_CHUNK // 2, count // 2))
