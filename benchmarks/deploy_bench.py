@@ -50,6 +50,9 @@ FAMILIES = {
 RUNTIMES = ("graph", "xla", "tflite_float32", "tflite_int8")
 QUANTIZATIONS = ("float32", "int8")
 TRAIN_VARIANTS = ("plain", "floor", "se", "srm", "srm_lean")
+# Training-step peak memory: this many fresh processes per variant, this many steps each.
+MEMORY_PROCESSES = 2
+MEMORY_STEPS = 6
 CACHE = os.path.join(HERE, ".cache", "tflite")
 
 
@@ -192,7 +195,10 @@ def prepare(config, log, memory=True):
     for variant in config.train_variants if memory else ():
         argv = [sys.executable, os.path.abspath(__file__), "memory", "--variant", variant]
         argv += ["--batch", str(config.train_batch), "--size", str(config.train_size)]
-        jobs.append((f"memory {variant}", argv, {"TF_CPU_ALLOCATOR_USE_BFC": "true"}))
+        argv += ["--steps", str(MEMORY_STEPS)]
+        for process in range(MEMORY_PROCESSES):
+            label = f"memory {variant} {process}"
+            jobs.append((label, argv, {"TF_CPU_ALLOCATOR_USE_BFC": "true"}))
     log(f"  {len(jobs)} untimed subprocesses (conversions missing from the cache, memory probes)")
 
     def work(job):
@@ -203,11 +209,41 @@ def prepare(config, log, memory=True):
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         done = list(pool.map(work, jobs))
-    memory = {}
+    processes = {}
     for (label, _, _), info in zip(jobs, done, strict=True):
         if label.startswith("memory ") and "unavailable" not in info:
-            memory[label.split()[1]] = info
-    return paths, memory
+            processes.setdefault(label.split()[1], []).append(info)
+    return paths, {variant: pool_memory(runs) for variant, runs in processes.items()}
+
+
+def pool_memory(processes):
+    """One variant's step peaks from several processes: every step's peak above the resident
+    memory, pooled, with their median, minimum and maximum (bytes)."""
+    peaks = sorted(p for info in processes for p in info["step_peaks_bytes"])
+    return {
+        "step_peak_bytes": int(np.median(peaks)),
+        "step_peak_min_bytes": peaks[0],
+        "step_peak_max_bytes": peaks[-1],
+        "step_peaks_bytes": peaks,
+        "processes": processes,
+    }
+
+
+def memory_ratio(memory, variant, baseline="plain"):
+    """`variant`'s step peak over `baseline`'s, in `paired_ratio`'s format: the ratio of the
+    medians, and as its interval the extreme range (lowest peak over the baseline's highest,
+    highest over its lowest) of every measured step: the peaks cannot be paired, and the
+    spread between processes (the executor's order differs) is larger than within one."""
+    if variant not in memory or baseline not in memory:
+        return None
+    a, b = memory[variant], memory[baseline]
+    return {
+        "ratio": a["step_peak_bytes"] / b["step_peak_bytes"],
+        "low": a["step_peak_min_bytes"] / b["step_peak_max_bytes"],
+        "high": a["step_peak_max_bytes"] / b["step_peak_min_bytes"],
+        "n": min(len(a["step_peaks_bytes"]), len(b["step_peaks_bytes"])),
+        "clock": "memory",
+    }
 
 
 def _convert(args):
@@ -382,6 +418,7 @@ def train(config, log):
     x, y = tf.constant(x_np), tf.constant(y_np)
     models = {v: build("resnet50", v, config.train_size) for v in variants}
     out = {"batch": config.train_batch, "size": config.train_size, "variants": variants}
+    out.update(memory_processes=MEMORY_PROCESSES, memory_steps=MEMORY_STEPS)
     for mode in ("graph", "xla"):
         functions = {}
         for variant, model in models.items():
@@ -412,7 +449,7 @@ def _memory_probe(args):
     step(x, y)  # trace, allocate optimizer slots and oneDNN caches
     resident = tf.config.experimental.get_memory_info("CPU:0")["current"]
     peaks = []
-    for _ in range(3):  # the peak depends on the inter-op schedule: median of three steps
+    for _ in range(args.steps):  # the peak depends on the executor's order: several steps
         tf.config.experimental.reset_memory_stats("CPU:0")
         step(x, y)
         peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"])
@@ -441,5 +478,6 @@ if __name__ == "__main__":
     parser.add_argument("--quantization", default="float32", help="comma-separated")
     parser.add_argument("--key")
     parser.add_argument("--calibration", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=MEMORY_STEPS)
     arguments = parser.parse_args()
     (_memory_probe if arguments.command == "memory" else _convert)(arguments)

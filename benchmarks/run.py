@@ -290,7 +290,8 @@ def single_run(args, log):
         with open(state, "w") as f:
             json.dump({"tflite_paths": paths}, f)
         if "train" not in skip:
-            sections["train"] = {"memory": memory}
+            ratios = {v: deploy_bench.memory_ratio(memory, v) for v in memory if v != "plain"}
+            sections["train"] = {"memory": memory, "memory_ratios": ratios}
     base = [sys.executable, os.path.abspath(__file__), "--state", state] + _flags(args)
 
     def section(name, threads, env=None):
