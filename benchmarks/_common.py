@@ -130,6 +130,23 @@ def paired_ratio(samples, name, baseline, clock="cpu", confidence=0.95):
     return {"ratio": median, "low": low, "high": high, "n": len(ratios), "clock": clock}
 
 
+def format_ratio(r, percent=False, digits=2, missing="-"):
+    """The one way the benchmarks print a `paired_ratio` result: `1.07 [1.05, 1.11]`, or as an
+    overhead `+7.0% [+5.0, +11.0]` with `percent`; `[no CI]` where there was no interval and
+    `missing` for None."""
+    if r is None:
+        return missing
+    if percent:
+        value = f"{100 * (r['ratio'] - 1):+.1f}%"
+        bounds = (f"{100 * (r[k] - 1):+.1f}" for k in ("low", "high"))
+    else:
+        value = f"{r['ratio']:.{digits}f}"
+        bounds = (f"{r[k]:.{digits}f}" for k in ("low", "high"))
+    if r["low"] is None:
+        return f"{value} [no CI]"
+    return f"{value} [{', '.join(bounds)}]"
+
+
 def intervals_overlap(first, second):
     """Whether two `paired_ratio` results agree: their intervals overlap. An interval that
     could not be formed (too few samples) never agrees."""

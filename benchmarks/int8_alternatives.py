@@ -47,6 +47,7 @@ import deploy_bench as db  # noqa: E402
 from _common import (  # noqa: E402
     configure_tensorflow,
     cpu_model,
+    format_ratio,
     interleaved,
     intervals_overlap,
     isa_flags,
@@ -188,10 +189,6 @@ def time_files(files, size, rounds):
     return {(a, b): paired_ratio(samples, a, b) for a in files for b in BASELINES if a != b}
 
 
-def _cell(r):
-    return f"{r['ratio']:.3f} [{r['low']:.3f}, {r['high']:.3f}]" if r["low"] is not None else "-"
-
-
 def _yes(flag):
     return "yes" if flag else "no"
 
@@ -219,7 +216,7 @@ def main():
             if name == base:
                 row.append("1")
                 continue
-            cells = [_cell(r[name, base]) for r in results]
+            cells = [format_ratio(r[name, base], digits=3) for r in results]
             agree = runs == 1 or intervals_overlap(results[0][name, base], results[1][name, base])
             flagged += not agree
             row.append(" / ".join(cells) + ("" if agree else " (!)"))

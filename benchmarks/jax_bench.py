@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import interleaved, load_runs, paired_ratio, summary  # noqa: E402
+from _common import format_ratio, interleaved, load_runs, paired_ratio, summary  # noqa: E402
 
 # ResNet-50's four stage outputs: (height = width, channels).
 STAGES = ((56, 256), (28, 512), (14, 1024), (7, 2048))
@@ -224,15 +224,6 @@ def thread_check(fn, cpu_s=1.0):
     }
 
 
-def _ratio_cell(ratio):
-    if ratio is None:
-        return "n/a"
-    text = f"{ratio['ratio']:.2f}"
-    if ratio["low"] is None:
-        return f"{text} (n={ratio['n']})"
-    return f"{text} ({ratio['low']:.2f} to {ratio['high']:.2f})"
-
-
 def markdown(runs):
     """The RESULTS.md section: SRM / floor and SE / floor on JAX, one column per run."""
     from keras_recalib._table import format_table
@@ -248,7 +239,9 @@ def markdown(runs):
             key = f"{direction}/{shape_label(shape)}"
             cells = [DIRECTION_TITLES[direction], shape_label(shape)]
             for name in LAYERS:
-                cells += [_ratio_cell(run["ratios"].get(f"{name}/{key}")) for run in runs]
+                cells += [
+                    format_ratio(run["ratios"].get(f"{name}/{key}"), missing="n/a") for run in runs
+                ]
             rows.append(cells)
     check = first["thread_check"]
     lines = [

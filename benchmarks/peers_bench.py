@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 from _common import (  # noqa: E402
     configure_tensorflow,
     configure_torch,
+    format_ratio,
     interleaved,
     load_runs,
     machine_info,
@@ -320,15 +321,6 @@ def run(config, log=print):
 # --- the report ------------------------------------------------------------------------------
 
 
-def _percent(ratio):
-    if ratio is None:
-        return "n/a"
-    text = f"{(ratio['ratio'] - 1) * 100:+.1f}%"
-    if ratio["low"] is None:
-        return f"{text} (n={ratio['n']}, no interval)"
-    return f"{text} ({(ratio['low'] - 1) * 100:+.1f} to {(ratio['high'] - 1) * 100:+.1f})"
-
-
 def ours_lower(runs, module):
     """For each pair of `MODE_PAIRS` measured in every run: (their mode, our mode, whether our
     overhead's median is below theirs in every run, whether our interval lies wholly below
@@ -399,7 +391,10 @@ def markdown(runs):
             for mode in modes:
                 label = _ratio_label(module, side, mode)
                 who = THEIR_MODELS[theirs] if side == "theirs" else f"keras_recalib ({ours})"
-                cells = [_percent(run["ratios"].get(label)) for run in runs]
+                cells = [
+                    format_ratio(run["ratios"].get(label), percent=True, missing="n/a")
+                    for run in runs
+                ]
                 if all(c == "n/a" for c in cells):
                     reason = first["modes"].get(mode, {}).get("skipped", "not run")
                     cells = [f"skipped: {reason}"] + [""] * (len(runs) - 1)

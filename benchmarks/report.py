@@ -14,7 +14,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _common import intervals_overlap  # noqa: E402
+from _common import format_ratio, intervals_overlap  # noqa: E402
 
 FLAG = "**≠**"
 UNITS = {"srm": "SRM", "se": "SE", "eca": "ECA", "floor": "floor gate", "srm_lean": "SRM lean"}
@@ -24,10 +24,12 @@ UNITS = {"srm": "SRM", "se": "SE", "eca": "ECA", "floor": "floor gate", "srm_lea
 
 
 def table(head, rows):
-    """The one markdown table of this report: a header row and rows of cells (str)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join("-" if c is None else str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A markdown table through the package's one table printer (`keras_recalib._table`),
+    every column left-aligned; a None cell shows as "-"."""
+    from keras_recalib._table import format_table
+
+    rows = [["-" if c is None else c for c in row] for row in rows]
+    return format_table(head, rows, markdown=True, align="l" * len(head))
 
 
 def collect_ratios(tree, path=()):
@@ -79,16 +81,7 @@ def _ratios(runs, keys):
 
 
 def _one(r, pct):
-    if r is None:
-        return "-"
-    if pct:
-        value = f"{100 * (r['ratio'] - 1):+.1f}%"
-        if r["low"] is None:
-            return value + " [no CI]"
-        return f"{value} [{100 * (r['low'] - 1):+.1f}, {100 * (r['high'] - 1):+.1f}]"
-    if r["low"] is None:
-        return f"{r['ratio']:.2f} [no CI]"
-    return f"{r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+    return format_ratio(r, percent=pct)
 
 
 def agree(values):

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402
     configure_tensorflow,
     cpu_model,
+    format_ratio,
     interleaved,
     intervals_overlap,
     isa_flags,
@@ -102,10 +103,6 @@ def time_files(files, x, rounds):
     return out
 
 
-def _cell(r):
-    return f"{r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -129,7 +126,7 @@ def main():
         for q in ("float32", "int8"):
             row = [f"{height}x{height}x{channels}", q]
             for v in VARIANTS:
-                cells = [_cell(r[q][v]) for r in results]
+                cells = [format_ratio(r[q][v]) for r in results]
                 agree = runs == 1 or intervals_overlap(results[0][q][v], results[1][q][v])
                 flagged += not agree
                 row.append(" / ".join(cells) + ("" if agree else " (!)"))
